@@ -1,0 +1,109 @@
+# Recipes for working on the collection. `just` alone lists them and the lessons.
+# Everything runs through uv; the only other requirement is Python 3.11 on PATH.
+
+set shell := ["bash", "-euo", "pipefail", "-c"]
+set positional-arguments
+
+# uv must never download an interpreter: the machines here have Python 3.11 and no internet.
+export UV_PYTHON_DOWNLOADS := "never"
+
+# Linters are pinned here, not by the date, so a new ruff or ty release never turns CI red.
+ruff := "uvx ruff@0.17.5"
+ty := "uvx ty@0.0.104"
+
+# List the recipes and the lessons.
+default:
+    @just --list --unsorted
+    @echo
+    @just lessons
+
+# Run a lesson: just run async_fetch --concurrency 5
+run name *args:
+    uv run "scripts/$1.py" "${@:2}"
+
+# Run the whole test suite (extra arguments go to pytest): just test -k starter -x
+test *args:
+    uv run tests/run.py "$@"
+
+# Lint and check formatting.
+lint:
+    {{ ruff }} check .
+    {{ ruff }} format --check .
+
+# Format and apply safe lint fixes.
+fmt:
+    {{ ruff }} format .
+    {{ ruff }} check --fix .
+
+# Type-check each lesson against its own environment, and the tests against the test environment.
+typecheck:
+    #!/usr/bin/env bash
+    set -euo pipefail
+    for script in scripts/*.py; do
+        uv sync --quiet --script "$script"
+        {{ ty }} check --no-progress --python "$(uv python find --script "$script")" "$script"
+    done
+    {{ ty }} check --no-progress --python "$(uv run tests/run.py --env)" \
+        --extra-search-path scripts --extra-search-path tests tests
+
+# Everything CI runs: lint, type checks, tests.
+check: lint typecheck test
+
+# Start a lesson from the starter: scripts/NAME.py, tests/test_NAME.py and a README catalog row.
+new name:
+    #!/usr/bin/env python3
+    import ast, re, shutil, sys
+    from pathlib import Path
+    name = "{{ name }}"
+    if not re.fullmatch(r"[a-z][a-z0-9_]*", name):
+        sys.exit(f"error: NAME must be a snake_case module name, got {name!r}")
+    script, test = Path(f"scripts/{name}.py"), Path(f"tests/test_{name}.py")
+    for path in (script, test):
+        if path.exists():
+            sys.exit(f"error: {path} already exists")
+    rename = lambda text: re.sub(r"\bstarter\b", name, text)
+    script.write_text(rename(Path("scripts/starter.py").read_text()))
+    test.write_text(rename(Path("tests/test_starter.py").read_text()))
+    readme = Path("README.md")
+    rows = readme.read_text().splitlines()
+    starter_row = next(i for i, row in enumerate(rows) if row.startswith("| [starter]"))
+    last_row = next(i for i in range(starter_row, len(rows)) if not rows[i + 1 : i + 2] or not rows[i + 1].startswith("|"))
+    rows.insert(last_row + 1, rename(rows[starter_row]))
+    readme.write_text("\n".join(rows) + "\n")
+    print(f"created {script}, {test} and a README catalog row: edit all three")
+
+# Build every lesson's environment now, so that afterwards `UV_OFFLINE=1 uv run ...` works.
+warm:
+    #!/usr/bin/env bash
+    set -euo pipefail
+    for script in scripts/*.py; do
+        echo "warming $script"
+        uv sync --quiet --script "$script"
+    done
+    uv run tests/run.py --env > /dev/null
+    echo "done: every lesson now runs with UV_OFFLINE=1"
+
+# Move the shared exclude-newer date in every script and the harness, then run the full check.
+upgrade date:
+    #!/usr/bin/env bash
+    set -euo pipefail
+    [[ "$1" =~ ^[0-9]{4}-[0-9]{2}-[0-9]{2}(T[0-9:]+Z)?$ ]] || { echo "error: DATE must look like 2026-11-20 or 2026-11-20T00:00:00Z" >&2; exit 2; }
+    date="$1"; [[ "$date" == *T* ]] || date="${date}T00:00:00Z"
+    sed -i -E "s/^# exclude-newer = \".*\"$/# exclude-newer = \"$date\"/" scripts/*.py tests/run.py
+    echo "exclude-newer is now $date in $(ls scripts/*.py tests/run.py | wc -l) files"
+    just check
+
+# Run each lesson's benchmark scenarios and print their --json lines.
+bench:
+    @echo "no benchmarks yet"
+
+# The lessons with their one-line summaries.
+[private]
+lessons:
+    #!/usr/bin/env python3
+    import ast
+    from pathlib import Path
+    print("Lessons (just run NAME):")
+    for path in sorted(Path("scripts").glob("*.py")):
+        doc = ast.get_docstring(ast.parse(path.read_text())) or ""
+        print(f"    {path.stem:<16} {doc.partition(chr(10))[0]}")

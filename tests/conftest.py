@@ -1,0 +1,174 @@
+"""Shared fixtures: run a lesson the way a user does (`uv run scripts/<name>.py ...`).
+
+Every lesson test that starts a script goes through `ScriptRunner`, so the environment, the
+timeouts and the Ctrl-C procedure are the same for all of them.
+"""
+
+import os
+import queue
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SCRIPTS_DIR = ROOT / "scripts"
+
+# Generous bounds: a cold uv cache may build an environment on the first run of a script.
+RUN_TIMEOUT_S = 180.0
+# The standing rule is "Ctrl-C ends within 2 s"; uv's own start-up adds to what the test sees.
+INTERRUPT_DEADLINE_S = 2.0
+
+
+@dataclass(frozen=True)
+class Interrupted:
+    """What happened after Ctrl-C was sent to a running script."""
+
+    returncode: int
+    stdout: str
+    stderr: str
+    seconds_to_exit: float
+    survivors: bool  # processes of the script's process group still alive after it exited
+
+
+class ScriptRunner:
+    """Runs lessons as subprocesses under `uv run`, each in its own environment."""
+
+    def __init__(self) -> None:
+        self.env = {key: value for key, value in os.environ.items() if key != "VIRTUAL_ENV"}
+        # A wide, colourless terminal keeps rich's tables on one line each and easy to assert on.
+        self.env |= {"COLUMNS": "160", "NO_COLOR": "1", "PYTHONUNBUFFERED": "1"}
+
+    def command(self, name: str, args: Sequence[str]) -> list[str]:
+        return ["uv", "run", "--quiet", str(SCRIPTS_DIR / f"{name}.py"), *args]
+
+    def run(
+        self, name: str, *args: str, timeout: float = RUN_TIMEOUT_S, input_text: str | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        """Run `uv run scripts/<name>.py ARGS` to completion and capture its output."""
+        return subprocess.run(
+            self.command(name, args),
+            cwd=ROOT,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            input=input_text,
+            check=False,
+        )
+
+    def usage_error(self, name: str, *args: str, argument: str) -> str:
+        """Assert the bad-input contract: exit 2, one line naming the argument, no traceback."""
+        proc = self.run(name, *args)
+        message = proc.stderr.strip()
+        assert proc.returncode == 2, (proc.returncode, proc.stdout, proc.stderr)
+        assert "Traceback" not in proc.stderr
+        assert len(message.splitlines()) == 1, message
+        assert argument in message, message
+        assert proc.stdout == ""
+        return message
+
+    def interrupt(self, name: str, *args: str, ready: str, timeout: float = 120) -> Interrupted:
+        """Start a script, wait until stderr shows `ready`, then press Ctrl-C.
+
+        Ctrl-C in a terminal sends SIGINT to the whole foreground process group (uv and the
+        script alike), so the script runs in a session of its own and the signal goes to that group.
+        """
+        proc = subprocess.Popen(
+            self.command(name, args),
+            cwd=ROOT,
+            env=self.env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=True,
+        )
+        assert proc.stdout is not None
+        assert proc.stderr is not None
+        stderr_lines: queue.Queue[str | None] = queue.Queue()
+        stdout_chunks: list[str] = []
+        readers = [
+            threading.Thread(target=_pump_lines, args=(proc.stderr, stderr_lines), daemon=True),
+            threading.Thread(target=_collect, args=(proc.stdout, stdout_chunks), daemon=True),
+        ]
+        for reader in readers:
+            reader.start()
+        seen = _wait_for_line(stderr_lines, ready, timeout)
+        try:
+            assert any(ready in line for line in seen), f"never printed {ready!r}: {seen}"
+            started = time.monotonic()
+            os.killpg(proc.pid, signal.SIGINT)
+            returncode = proc.wait(timeout=30)
+            seconds_to_exit = time.monotonic() - started
+        finally:
+            survivors = _kill_group(proc.pid)
+        for reader in readers:
+            reader.join(timeout=10)
+        rest = _drain(stderr_lines)
+        return Interrupted(
+            returncode=returncode,
+            stdout="".join(stdout_chunks),
+            stderr="".join(seen + rest),
+            seconds_to_exit=seconds_to_exit,
+            survivors=survivors,
+        )
+
+
+def _pump_lines(stream: IO[str], lines: "queue.Queue[str | None]") -> None:
+    for line in stream:
+        lines.put(line)
+    lines.put(None)
+
+
+def _collect(stream: IO[str], chunks: list[str]) -> None:
+    chunks.append(stream.read())
+
+
+def _wait_for_line(lines: "queue.Queue[str | None]", ready: str, timeout: float) -> list[str]:
+    """Lines read until one contains `ready`, the stream closes, or the timeout passes."""
+    seen: list[str] = []
+    deadline = time.monotonic() + timeout
+    while (remaining := deadline - time.monotonic()) > 0:
+        try:
+            line = lines.get(timeout=remaining)
+        except queue.Empty:
+            break
+        if line is None:
+            lines.put(None)  # keep the end marker for whoever drains the queue next
+            break
+        seen.append(line)
+        if ready in line:
+            break
+    return seen
+
+
+def _drain(lines: "queue.Queue[str | None]") -> list[str]:
+    rest: list[str] = []
+    while True:
+        try:
+            line = lines.get_nowait()
+        except queue.Empty:
+            return rest
+        if line is not None:
+            rest.append(line)
+
+
+def _kill_group(pgid: int) -> bool:
+    """Kill whatever is left of a process group; True if anything was left."""
+    try:
+        os.killpg(pgid, signal.SIGKILL)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+@pytest.fixture(scope="session")
+def runner() -> ScriptRunner:
+    return ScriptRunner()

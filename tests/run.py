@@ -1,0 +1,72 @@
+# /// script
+# requires-python = ">=3.11"
+# dependencies = []
+#
+# [tool.uv]
+# exclude-newer = "2026-11-20T00:00:00Z"
+# ///
+"""Run the whole test suite: one pytest session, in one environment holding every lesson's deps.
+
+Usage:  uv run tests/run.py [PYTEST ARGS]    e.g. uv run tests/run.py -k async_fetch -x
+        uv run tests/run.py --env            build the environment, print its interpreter path
+
+The environment is tests/requirements.txt plus the union of every script's PEP 723 dependencies,
+resolved with the collection's exclude-newer date (this file's own, which every script shares).
+uv ignores a script's own exclude-newer when the script is read as a requirements file, so the
+date is passed explicitly. The environment lives in tests/.venv (git-ignored) and is synced
+exactly on every run, so a dependency removed from a script is removed from it too.
+"""
+
+import re
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+TESTS = Path(__file__).resolve().parent
+ROOT = TESTS.parent
+ENV = TESTS / ".venv"
+BLOCK = re.compile(r"(?m)^# /// script\s*$\n(?P<body>(?:^#(?: .*)?$\n)+)^# ///\s*$")
+
+
+def exclude_newer() -> str:
+    """The collection's dependency cut-off date, read from this file's own PEP 723 block."""
+    match = BLOCK.search(Path(__file__).read_text(encoding="utf-8"))
+    if match is None:
+        raise SystemExit("tests/run.py has lost its PEP 723 block")
+    body = "\n".join(
+        line.removeprefix("#").removeprefix(" ") for line in match["body"].splitlines()
+    )
+    return tomllib.loads(body)["tool"]["uv"]["exclude-newer"]
+
+
+def sync_environment() -> Path:
+    """Create or update tests/.venv to exactly the union of the test and lesson dependencies."""
+    scripts = sorted(str(path) for path in (ROOT / "scripts").glob("*.py"))
+    pinned = ENV / "requirements.txt"
+    quiet = ["--quiet"]
+    subprocess.run(["uv", "venv", *quiet, "--allow-existing", str(ENV)], check=True)
+    subprocess.run(
+        ["uv", "pip", "compile", *quiet, "--exclude-newer", exclude_newer(),
+         str(TESTS / "requirements.txt"), *scripts, "-o", str(pinned)],
+        check=True,
+    )  # fmt: skip
+    subprocess.run(["uv", "pip", "sync", *quiet, "--python", str(ENV), str(pinned)], check=True)
+    return ENV / "bin" / "python"
+
+
+def main() -> None:
+    args = sys.argv[1:]
+    try:
+        python = sync_environment()
+    except subprocess.CalledProcessError as err:
+        sys.exit(f"could not build the test environment: {err}")
+    if args == ["--env"]:
+        print(python)
+        return
+    pytest = [str(python), "-m", "pytest", "-c", str(TESTS / "pytest.ini"), "--rootdir", str(TESTS)]
+    sys.exit(subprocess.run([*pytest, *args], cwd=ROOT, check=False).returncode)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,155 @@
+"""Collection-wide checks: every lesson keeps the anatomy, the shared date, and its own environment.
+
+These are what keep the template from drifting: each rule in STYLE.md that a machine can check
+is checked here, for every file in scripts/, so a new lesson is held to it without a new test.
+"""
+
+import ast
+import re
+import sys
+import tomllib
+from importlib.metadata import packages_distributions
+from pathlib import Path
+
+import pytest
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
+
+from conftest import ROOT, SCRIPTS_DIR, ScriptRunner
+
+BLOCK = re.compile(r"(?m)^# /// script\s*$\n(?P<body>(?:^#(?: .*)?$\n)+)^# ///\s*$")
+SECTIONS = ("Pattern:", "When to use:", "When not to:", "Run:", "Try it:")
+MAX_LINES = 300
+LESSONS = sorted(SCRIPTS_DIR.glob("*.py"))
+NAMES = [path.stem for path in LESSONS]
+
+
+def read_block(path: Path) -> dict:
+    """The PEP 723 `script` block of a file, parsed as TOML."""
+    match = BLOCK.search(path.read_text(encoding="utf-8"))
+    assert match, f"{path.name} has no PEP 723 `# /// script` block"
+    lines = (line.removeprefix("#").removeprefix(" ") for line in match["body"].splitlines())
+    return tomllib.loads("\n".join(lines))
+
+
+def declared(path: Path) -> set[str]:
+    """Canonical names of the distributions a script's block asks for."""
+    return {canonicalize_name(Requirement(dep).name) for dep in read_block(path)["dependencies"]}
+
+
+def imported_distributions(path: Path) -> set[str]:
+    """Canonical names of the distributions that provide the script's third-party imports."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    modules: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            modules.update(alias.name.partition(".")[0] for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            modules.add(node.module.partition(".")[0])
+    third_party = modules - set(sys.stdlib_module_names) - {"__future__"}
+    providers = packages_distributions()
+    missing = sorted(module for module in third_party if module not in providers)
+    assert not missing, f"{path.name} imports {missing}, which no installed distribution provides"
+    return {canonicalize_name(dist) for module in third_party for dist in providers[module]}
+
+
+def docstring(path: Path) -> str:
+    doc = ast.get_docstring(ast.parse(path.read_text(encoding="utf-8")))
+    assert doc, f"{path.name} has no module docstring"
+    return doc
+
+
+def collection_date() -> str:
+    return read_block(ROOT / "tests" / "run.py")["tool"]["uv"]["exclude-newer"]
+
+
+def readme_catalog() -> dict[str, list[str]]:
+    """Catalog rows of README.md by script name: [summary, dependencies, command]."""
+    rows: dict[str, list[str]] = {}
+    for line in (ROOT / "README.md").read_text(encoding="utf-8").splitlines():
+        match = re.match(r"\|\s*\[`?(\w+)`?\]\(scripts/\1\.py\)\s*\|(.*)\|\s*$", line)
+        if match:
+            rows[match[1]] = [cell.strip() for cell in match[2].split("|")]
+    return rows
+
+
+def test_there_are_lessons() -> None:
+    assert "starter" in NAMES
+
+
+@pytest.fixture(params=LESSONS, ids=NAMES)
+def lesson(request: pytest.FixtureRequest) -> Path:
+    return request.param
+
+
+def test_block_pins_python_and_the_shared_date(lesson: Path) -> None:
+    block = read_block(lesson)
+    assert block["requires-python"] == ">=3.11"
+    assert block["tool"]["uv"]["exclude-newer"] == collection_date()
+    assert isinstance(block["dependencies"], list)
+
+
+def test_block_lists_exactly_the_third_party_imports(lesson: Path) -> None:
+    # Transitive dependencies do not count: a script that imports anyio must list anyio itself.
+    assert imported_distributions(lesson) == declared(lesson)
+
+
+def test_docstring_has_every_section_in_order(lesson: Path) -> None:
+    doc = docstring(lesson)
+    summary = doc.splitlines()[0]
+    assert summary.endswith("."), "the first line is a one-sentence summary"
+    positions = [re.search(rf"(?m)^{re.escape(section)}", doc) for section in SECTIONS]
+    missing = [section for section, pos in zip(SECTIONS, positions, strict=True) if pos is None]
+    assert not missing, f"{lesson.name} docstring lacks {missing}"
+    starts = [pos.start() for pos in positions if pos]
+    assert starts == sorted(starts), f"sections must come in the order {SECTIONS}"
+    assert f"uv run scripts/{lesson.name}" in doc, "the Run section shows the command"
+
+
+def test_ends_with_a_main_guard(lesson: Path) -> None:
+    tree = ast.parse(lesson.read_text(encoding="utf-8"))
+    last = tree.body[-1]
+    assert isinstance(last, ast.If), "the file ends with `if __name__ == '__main__': main()`"
+    assert ast.unparse(last.test) == "__name__ == '__main__'"
+    assert ast.unparse(last.body[0]) == "main()"
+
+
+def test_imports_no_sibling_script(lesson: Path) -> None:
+    siblings = set(NAMES) - {lesson.stem}
+    tree = ast.parse(lesson.read_text(encoding="utf-8"))
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names = {alias.name.partition(".")[0] for alias in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            names = {(node.module or "").partition(".")[0]}
+        else:
+            continue
+        assert not names & siblings, f"{lesson.name} imports a sibling: {names & siblings}"
+
+
+def test_has_its_own_test_module(lesson: Path) -> None:
+    assert (ROOT / "tests" / f"test_{lesson.stem}.py").is_file()
+
+
+def test_is_short_enough_to_read(lesson: Path) -> None:
+    lines = len(lesson.read_text(encoding="utf-8").splitlines())
+    assert lines <= MAX_LINES, f"{lesson.name} has {lines} lines; split the lesson"
+
+
+def test_readme_catalog_lists_every_lesson_once() -> None:
+    assert sorted(readme_catalog()) == NAMES
+
+
+def test_readme_catalog_row_matches_the_script(lesson: Path) -> None:
+    summary, dependencies, command = readme_catalog()[lesson.stem]
+    assert summary == docstring(lesson).splitlines()[0]
+    listed = {canonicalize_name(dep) for dep in re.findall(r"[\w.-]+", dependencies)} - {"none"}
+    assert listed == declared(lesson)
+    assert command.startswith(f"`uv run scripts/{lesson.name}")
+
+
+def test_runs_in_its_own_environment(lesson: Path, runner: ScriptRunner) -> None:
+    """The isolation proof: uv builds the environment from the script's block alone."""
+    proc = runner.run(lesson.stem, "--help")
+    assert proc.returncode == 0, proc.stderr
+    assert "--json" in proc.stdout, "every lesson offers --json"
