@@ -52,7 +52,7 @@ check: lint typecheck test
 # Start a lesson from the starter: scripts/NAME.py, tests/test_NAME.py and a README catalog row.
 new name:
     #!/usr/bin/env python3
-    import ast, re, shutil, sys
+    import re, sys
     from pathlib import Path
     name = "{{ name }}"
     if not re.fullmatch(r"[a-z][a-z0-9_]*", name):
@@ -61,14 +61,16 @@ new name:
     for path in (script, test):
         if path.exists():
             sys.exit(f"error: {path} already exists")
-    rename = lambda text: re.sub(r"\bstarter\b", name, text)
+    def rename(text: str) -> str:
+        return re.sub(r"\bstarter\b", name, text)
     script.write_text(rename(Path("scripts/starter.py").read_text()))
     test.write_text(rename(Path("tests/test_starter.py").read_text()))
     readme = Path("README.md")
     rows = readme.read_text().splitlines()
-    starter_row = next(i for i, row in enumerate(rows) if row.startswith("| [starter]"))
-    last_row = next(i for i in range(starter_row, len(rows)) if not rows[i + 1 : i + 2] or not rows[i + 1].startswith("|"))
-    rows.insert(last_row + 1, rename(rows[starter_row]))
+    end = starter = next(i for i, row in enumerate(rows) if row.startswith("| [starter]"))
+    while end + 1 < len(rows) and rows[end + 1].startswith("|"):
+        end += 1  # the new row goes at the end of the catalog table
+    rows.insert(end + 1, rename(rows[starter]))
     readme.write_text("\n".join(rows) + "\n")
     print(f"created {script}, {test} and a README catalog row: edit all three")
 
