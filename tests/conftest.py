@@ -111,6 +111,8 @@ class ScriptRunner:
             survivors = _kill_group(proc.pid)
         for reader in readers:
             reader.join(timeout=10)
+        proc.stdout.close()
+        proc.stderr.close()
         rest = _drain(stderr_lines)
         return Interrupted(
             returncode=returncode,

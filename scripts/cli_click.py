@@ -1,0 +1,298 @@
+# /// script
+# requires-python = ">=3.11"
+# dependencies = [
+#     "click",
+#     "rich",
+# ]
+#
+# [tool.uv]
+# exclude-newer = "2026-11-20T00:00:00Z"
+# ///
+"""Build a command-line tool with click: subcommands, typed options and exit codes to rely on.
+
+Pattern:       A click group is one tool with subcommands; options they all share (--json,
+               --exclude, --status) live on the group and reach them as a typed dataclass on
+               ctx.obj. Types (Path, Choice, IntRange) refuse bad input before your code runs,
+               naming the parameter, and envvar= lets the environment supply a value. Commands stay
+               thin: parse, call a plain function, print rich tables or one JSON object. main()
+               makes every error one line with exit code 2 (usage), 1 (failure) or 130 (Ctrl-C).
+When to use:   Tools with several verbs or many options: nested groups, env-var defaults, shared
+               options, and tests that run a command in-process with click's CliRunner.
+When not to:   A ten-line script, or a machine where nothing can be installed: use argparse
+               (cli_argparse.py is this tool on the standard library). Typer builds on click.
+Run:           uv run scripts/cli_click.py              (no command: a demo on a generated log)
+               uv run scripts/cli_click.py generate access.log --lines 50000
+               uv run scripts/cli_click.py --json --status 5xx top access.log --by path --limit 3
+Try it:        top access.log --limit 0: one line naming --limit, exit 2 (echo $?).
+               ACCESSLOG_EXCLUDE=/healthz before `stats access.log`: health checks leave the counts.
+               generate big.log --lines 10000000, Ctrl-C: "interrupted", exit 130, no half a file.
+"""
+
+import json
+import random
+import re
+import sys
+import tempfile
+from collections import Counter
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.console import Console, RenderableType
+from rich.progress import Progress
+from rich.table import Table
+
+# --- The pattern ---------------------------------------------------------------------------------
+# Commands stay thin: the work below knows nothing of click, so it is tested and reused alone.
+# Common and Combined Log Format (nginx, Apache): whatever follows the response size is ignored.
+LOG_LINE = re.compile(
+    r'(?P<ip>\S+) \S+ \S+ \[[^\]]+\] "[A-Z]+ (?P<path>\S+)[^"]*" (?P<status>\d{3}) (?P<size>\d+|-)'
+)
+STATUS_CLASSES = ("2xx", "3xx", "4xx", "5xx")
+TOP_KEYS = ("path", "status", "ip")  # what `top --by` groups requests by: LogEntry fields
+
+
+@dataclass(frozen=True)
+class LogEntry:
+    ip: str
+    path: str
+    status: int
+    size: int
+
+    @property
+    def status_class(self) -> str:
+        return f"{self.status // 100}xx"
+
+
+@dataclass(frozen=True)
+class LogStats:
+    requests: int
+    clients: int
+    status_classes: dict[str, int]
+    error_rate: float  # share of requests answered with a 5xx
+    bytes_sent: int
+
+
+@dataclass(frozen=True)
+class Count:
+    key: str
+    requests: int
+    share: float
+
+
+class BadLogError(ValueError):
+    """A file holds something that is not an access log."""
+
+
+def parse_line(text: str) -> LogEntry | None:
+    """One log line as a LogEntry, or None if it is not in the log format."""
+    match = LOG_LINE.match(text)
+    if match is None:
+        return None
+    size = 0 if match["size"] == "-" else int(match["size"])
+    return LogEntry(match["ip"], match["path"], int(match["status"]), size)
+
+
+def read_log(path: Path, skip: tuple[str, ...] = (), status: str | None = None) -> list[LogEntry]:
+    """Requests in a log file, minus paths starting with a `skip` prefix, of one status class."""
+    entries: list[LogEntry] = []
+    try:
+        with path.open(encoding="utf-8") as lines:
+            for number, line in enumerate(lines, start=1):
+                if not line.strip():
+                    continue
+                entry = parse_line(line)
+                if entry is None:  # refuse a wrong file rather than report an empty log
+                    raise BadLogError(f"{path}, line {number}: not an access-log line")
+                if status in (None, entry.status_class) and not entry.path.startswith(skip):
+                    entries.append(entry)
+    except UnicodeDecodeError as err:
+        raise BadLogError(f"{path}: not a text file ({err.reason})") from err
+    return entries
+
+
+def summarise(entries: Sequence[LogEntry]) -> LogStats:
+    classes = Counter(entry.status_class for entry in entries)
+    return LogStats(
+        requests=len(entries),
+        clients=len({entry.ip for entry in entries}),
+        status_classes={name: classes[name] for name in STATUS_CLASSES},
+        error_rate=classes["5xx"] / len(entries) if entries else 0.0,
+        bytes_sent=sum(entry.size for entry in entries),
+    )
+
+
+def top_counts(entries: Sequence[LogEntry], by: str, limit: int) -> list[Count]:
+    """The `limit` most frequent values of a field (one of TOP_KEYS), most requests first."""
+    counts = Counter(str(getattr(entry, by)) for entry in entries)
+    return [Count(key, n, n / len(entries)) for key, n in counts.most_common(limit)]
+
+
+# --- Demo plumbing -------------------------------------------------------------------------------
+
+# A small service's traffic: health checks, an API and static files, from a hundred clients.
+SAMPLE_PATHS = {"/healthz": 30, "/api/orders": 25, "/api/users": 15, "/static/app.js": 20, "/": 10}
+SAMPLE_STATUSES = {200: 86, 304: 6, 404: 5, 503: 3}
+DEMO_LINES = 2_000
+
+
+def sample_lines(count: int, seed: int = 7) -> Iterator[str]:
+    """A deterministic Common Log Format sample: same seed, same lines."""
+    rng = random.Random(seed)  # noqa: S311 - demo data, not security
+    time = datetime(2026, 1, 1, tzinfo=UTC)
+    for _ in range(count):
+        time += timedelta(seconds=rng.expovariate(2.0))  # about two requests a second
+        path = rng.choices(list(SAMPLE_PATHS), weights=list(SAMPLE_PATHS.values()))[0]
+        status = rng.choices(list(SAMPLE_STATUSES), weights=list(SAMPLE_STATUSES.values()))[0]
+        size = 0 if status == 304 else rng.randint(200, 5_000)
+        ip = f"10.0.{rng.randint(0, 3)}.{rng.randint(1, 25)}"
+        yield f'{ip} - - [{time:%d/%b/%Y:%H:%M:%S %z}] "GET {path} HTTP/1.1" {status} {size}\n'
+
+
+def write_atomically(path: Path, lines: Iterable[str]) -> int:
+    """Write lines to path and return its size; a failure or Ctrl-C leaves no half-written file."""
+    partial = path.with_name(path.name + ".partial")
+    try:
+        with partial.open("w", encoding="utf-8") as out:
+            out.writelines(lines)
+        partial.replace(path)  # atomic: readers see the old file or the whole new one
+    finally:
+        partial.unlink(missing_ok=True)  # still there only if writing failed or was interrupted
+    return path.stat().st_size
+
+
+def stats_table(stats: LogStats, source: str) -> Table:
+    table = Table("metric", "value", title=f"{stats.requests:,} requests in {source}")
+    table.add_row("clients", f"{stats.clients:,}")
+    for name, requests in stats.status_classes.items():
+        table.add_row(name, f"{requests:,}")
+    table.add_row("5xx rate", f"{stats.error_rate:.2%}")
+    table.add_row("bytes sent", f"{stats.bytes_sent:,}")
+    return table
+
+
+def counts_table(counts: Sequence[Count], by: str) -> Table:
+    table = Table(by, "requests", "share", title=f"Top {len(counts)} by {by}")
+    for count in counts:
+        table.add_row(count.key, f"{count.requests:,}", f"{count.share:.1%}")
+    return table
+
+
+# --- CLI -----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Settings:
+    """What the group's options decide for every subcommand; click carries it on ctx.obj."""
+
+    as_json: bool = False
+    exclude: tuple[str, ...] = ()
+    status_class: str | None = None
+
+    def show(self, payload: dict[str, Any], *human: RenderableType) -> None:
+        """One JSON object on stdout for machines, or rich renderables for people."""
+        if self.as_json:
+            click.echo(json.dumps(payload))
+        else:
+            for renderable in human:
+                Console().print(renderable)
+
+    def load(self, path: Path) -> list[LogEntry]:
+        try:
+            return read_log(path, self.exclude, self.status_class)
+        except (BadLogError, OSError) as err:  # expected failures: one line, exit 1
+            raise click.ClickException(str(err)) from err
+
+
+pass_settings = click.make_pass_decorator(Settings)
+# Missing or a directory: usage error (exit 2). Unreadable: the OS's reason, at run time (exit 1).
+LOG_FILE = click.Path(exists=True, dir_okay=False, readable=False, path_type=Path)
+
+
+@click.group(invoke_without_command=True, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option("1.0.0", prog_name="cli_click")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of tables.")
+@click.option(
+    "--exclude",
+    multiple=True,
+    metavar="PREFIX",
+    envvar="ACCESSLOG_EXCLUDE",  # from the environment: a space-separated list
+    show_envvar=True,
+    help="Leave out requests whose path starts with PREFIX (repeatable).",
+)
+@click.option("--status", type=click.Choice(STATUS_CLASSES), help="Only this status class.")
+@click.pass_context
+def cli(ctx: click.Context, as_json: bool, exclude: tuple[str, ...], status: str | None) -> None:
+    """Analyse web-server access logs offline. With no command: a demo on a generated log."""
+    ctx.obj = Settings(as_json, exclude, status)
+    if ctx.invoked_subcommand is None:
+        demo(ctx.obj)
+
+
+def demo(settings: Settings) -> None:
+    click.echo(f"no command: a demo on {DEMO_LINES:,} generated requests (see --help)", err=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "access.log"
+        write_atomically(path, sample_lines(DEMO_LINES))
+        entries = settings.load(path)
+    stats, counts = summarise(entries), top_counts(entries, "path", 5)
+    payload = {"stats": asdict(stats), "top": [asdict(count) for count in counts]}
+    settings.show(payload, stats_table(stats, "the demo"), counts_table(counts, "path"))
+
+
+@cli.command("stats")
+@click.argument("file", type=LOG_FILE)
+@pass_settings
+def stats_command(settings: Settings, file: Path) -> None:
+    """Requests, clients, status classes and error rate of FILE."""
+    stats = summarise(settings.load(file))
+    settings.show(asdict(stats), stats_table(stats, file.name))
+
+
+@cli.command("top")
+@click.argument("file", type=LOG_FILE)
+@click.option("--by", type=click.Choice(TOP_KEYS), default="path", show_default=True)
+@click.option("--limit", type=click.IntRange(1, 1_000), default=10, show_default=True)
+@pass_settings
+def top_command(settings: Settings, file: Path, by: str, limit: int) -> None:
+    """The busiest paths, status codes or client IPs in FILE."""
+    counts = top_counts(settings.load(file), by, limit)
+    settings.show({"by": by, "top": [asdict(c) for c in counts]}, counts_table(counts, by))
+
+
+@cli.command("generate")
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--lines", type=click.IntRange(1, 10_000_000), default=DEMO_LINES, show_default=True)
+@click.option("--seed", type=int, default=7, show_default=True, help="Same seed, same file.")
+@pass_settings
+def generate_command(settings: Settings, file: Path, lines: int, seed: int) -> None:
+    """Write a sample access log to FILE, so every command can be tried offline."""
+    click.echo(f"writing {lines:,} requests to {file}", err=True)
+    console = Console(stderr=True)  # progress on stderr, off when it is not a terminal
+    with Progress(console=console, transient=True, disable=not console.is_terminal) as progress:
+        sample = progress.track(sample_lines(lines, seed), total=lines)
+        try:
+            size = write_atomically(file, sample)
+        except OSError as err:
+            raise click.ClickException(f"cannot write {file}: {err.strerror}") from err
+    payload = {"file": str(file), "requests": lines, "bytes": size}
+    settings.show(payload, f"wrote {lines:,} requests ({size:,} bytes) to {file}")
+
+
+def main() -> None:
+    """Run the CLI with the collection's exit codes: 0 ok, 1 failure, 2 bad usage, 130 Ctrl-C."""
+    try:
+        cli.main(standalone_mode=False)
+    except click.ClickException as err:  # one line, no traceback; UsageError carries exit code 2
+        click.echo(f"error: {err.format_message()}", err=True)
+        sys.exit(err.exit_code)
+    except click.Abort:  # click turns Ctrl-C into Abort
+        click.echo("interrupted", err=True)
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()
