@@ -245,7 +245,7 @@ def check_url(_ctx: click.Context, _param: click.Parameter, value: str | None) -
 @click.option("--attempts", type=click.IntRange(1, 20), default=5, help="The first one included.")
 @click.option("--deadline", type=click.FloatRange(0, 3600, min_open=True), default=15.0)
 @click.option("--max-wait", type=click.FloatRange(0, 600), default=5.0, help="Cap on one wait.")
-@click.option("--method", type=click.Choice("GET HEAD PUT DELETE POST".split()), default="GET")
+@click.option("--method", type=click.Choice(sorted(IDEMPOTENT_METHODS | {"POST"})), default="GET")
 @click.option("--idempotency-key", help="Sent as Idempotency-Key: makes a POST retryable.")
 @click.option("--clients", type=click.IntRange(1, 50), default=1, help="Clients at once.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of a table.")
