@@ -13,7 +13,8 @@
 Pattern:       Threads cannot run Python bytecode in parallel (the GIL); processes can. Keep the
                work function at module level (spawned workers import it by name), send chunks big
                enough to make pickling cheap, keep a few futures in flight, not the whole input,
-               and let the parent alone handle Ctrl-C: cancel the queue, see every worker gone.
+               and let the parent alone act on Ctrl-C, between tasks: cancel the queue, see
+               every worker gone.
 When to use:   Pure-Python CPU work in independent pieces with small inputs and results: parsing,
                scoring, simulations, image tiles. Here: counting primes, checked against serial.
 When not to:   I/O (threads, asyncio); native code that releases the GIL (numpy: threads do); tiny
@@ -61,6 +62,7 @@ SHUTDOWN_GRACE_S = 0.5  # after Ctrl-C, for running tasks (<= 25 ms) or start-up
 START_TIMEOUT_S = 30.0  # 0.1-0.9 s is normal; a worker not up by then never will be
 # The cores this process may use, which a container can make fewer (3.13: os.process_cpu_count()).
 WORKERS = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+STOP_REQUESTED = threading.Event()  # set by Ctrl-C in the parent, acted on between tasks
 T = TypeVar("T")
 R = TypeVar("R")
 
@@ -112,11 +114,11 @@ def map_bounded(
             future.cancel()
 
 
-def interrupt_once(signum: int, frame: object) -> None:
-    """The parent's SIGINT handler: KeyboardInterrupt once, then ignore Ctrl-C during clean-up."""
-    # A 2nd one would cut clean-up short: a double press, or `uv run` 200 ms later (no terminal).
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    raise KeyboardInterrupt
+def request_stop(signum: int, frame: object) -> None:
+    """The parent's SIGINT handler: note the request; whoever reads results stops between tasks."""
+    # Raising KeyboardInterrupt here could land inside concurrent.futures while it holds a queue
+    # lock, and shutdown() would wait on that lock for ever (seen here: 1 Ctrl-C in 40, on 3.11).
+    STOP_REQUESTED.set()
 
 
 def init_worker(ready: Semaphore) -> None:
@@ -130,10 +132,8 @@ def init_worker(ready: Semaphore) -> None:
 def process_pool(workers: int, grace_s: float = SHUTDOWN_GRACE_S) -> Generator[ProcessPoolExecutor]:
     """Workers up and ignoring SIGINT; on exit, the queue cancelled and every worker gone."""
     context, before = multiprocessing.get_context(START_METHOD), multiprocessing.active_children()
-    # Hold Ctrl-C back while the pool starts: raised half-way, it would lose track of a process.
-    # The blocked mask is inherited, so children boot deaf to Ctrl-C until init_worker().
-    held: list[int] = []
-    previous = signal.signal(signal.SIGINT, lambda signum, _: held.append(signum))
+    # Block Ctrl-C while workers start: they inherit the mask, so none dies booting (init_worker
+    # unblocks it); the parent gets a blocked Ctrl-C as soon as the mask is restored.
     mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
     try:
         ready = context.Semaphore(0)  # the first semaphore starts the resource-tracker process
@@ -147,10 +147,7 @@ def process_pool(workers: int, grace_s: float = SHUTDOWN_GRACE_S) -> Generator[P
         processes = [child for child in multiprocessing.active_children() if child not in before]
     finally:
         signal.pthread_sigmask(signal.SIG_SETMASK, mask)
-        signal.signal(signal.SIGINT, previous)
     try:
-        if held:
-            signal.raise_signal(signal.SIGINT)  # the pool is noted down: now Ctrl-C may act
         for _ in range(workers):
             if not ready.acquire(timeout=START_TIMEOUT_S):
                 raise TimeoutError(f"a worker did not start within {START_TIMEOUT_S} s")
@@ -186,6 +183,8 @@ def tally(progress: Progress, mode: str, tasks: int, results: Iterable[int]) -> 
     """Sum results as they arrive, on a progress bar whose clock times the phase."""
     bar, total = progress.add_task(mode, total=tasks), 0
     for value in results:
+        if STOP_REQUESTED.is_set():  # between tasks, holding no lock: Ctrl-C acts here
+            raise KeyboardInterrupt
         total += value
         progress.advance(bar)
     progress.stop_task(bar)
@@ -260,7 +259,7 @@ def render(report: Report, size: int) -> Table:
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of a table.")
 def cli(size: int, chunksize: int, workers: int, crash: bool, as_json: bool) -> None:
     """Count primes serially, on threads and on processes, and compare."""
-    signal.signal(signal.SIGINT, interrupt_once)
+    signal.signal(signal.SIGINT, request_stop)
     stderr = Console(stderr=True)  # a live bar only on a terminal: logs get the status lines
     with Progress(console=stderr, transient=True, disable=not stderr.is_terminal) as progress:
         try:

@@ -151,8 +151,7 @@ def fetch(client: httpx.Client, method: str, url: str, policy: RetryPolicy, time
 
 
 # --- Demo plumbing -------------------------------------------------------------------------------
-# Each demo client meets, in order: (status, Retry-After) or None for a dropped connection.
-DEMO_STEPS: tuple[tuple[int, int | None] | None, ...] = ((503, None), (429, 1), None, (200, None))
+DEMO_STEPS = ((503, None), (429, 1), None, (200, None))  # (status, Retry-After); None: hang up
 
 
 class ScriptedHandler(BaseHTTPRequestHandler):
@@ -263,7 +262,8 @@ def cli(url: str | None, attempts: int, deadline: float, max_wait: float, method
         try:
             run_clients(urls, method, RetryPolicy(attempts, deadline, max_wait), headers, timelines)
         except KeyboardInterrupt as err:  # one line with what happened so far, for main()
-            logging.disable()  # client threads may still be winding down: keep them quiet
+            for handler in logging.root.handlers:  # held for good: no client logs after this
+                handler.acquire()
             done = [a.outcome for t in timelines for a in t]
             so_far = f"after {len(done)} attempts: {', '.join(dict.fromkeys(done))}"  # each once
             raise click.Abort(f"interrupted {so_far}" if done else "") from err

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 import cli_argparse
-from conftest import INTERRUPT_DEADLINE_S, ScriptRunner
+from conftest import ScriptRunner
 
 EXCLUDE_ENV = "ACCESSLOG_EXCLUDE"
 
@@ -203,16 +203,3 @@ def test_json_and_output_file(runner: ScriptRunner, tmp_path: Path, log: Path) -
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout == ""
     assert json.loads(out.read_text(encoding="utf-8"))["by"] == "ip"
-
-
-def test_ctrl_c_exits_130_and_leaves_no_half_file(runner: ScriptRunner, tmp_path: Path) -> None:
-    path = tmp_path / "big.log"
-    done = runner.interrupt(
-        "cli_argparse", "generate", str(path), "--lines", "10000000", ready="writing"
-    )
-    assert done.returncode == 130, done.stderr
-    assert done.stderr.strip().splitlines()[-1] == "interrupted"
-    assert "Traceback" not in done.stderr
-    assert done.seconds_to_exit < INTERRUPT_DEADLINE_S
-    assert not done.survivors
-    assert list(tmp_path.iterdir()) == []  # neither big.log nor big.log.partial

@@ -377,28 +377,14 @@ def test_bad_arguments_are_one_line_and_exit_2(
     runner.usage_error("retry_client", *args, argument=argument)
 
 
-def interrupt(runner: ScriptRunner, *args: str, ready: str) -> str:
-    """Press Ctrl-C once `ready` shows; check the contract; return the one "interrupted" line."""
-    done = runner.interrupt("retry_client", *args, ready=ready)
-    assert done.returncode == 130, done.stderr
-    assert done.seconds_to_exit < 5, done.seconds_to_exit  # the rule is 2 s; uv adds its own
-    assert not done.survivors
-    assert done.stdout == ""
-    assert "Traceback" not in done.stderr
-    lines = [line for line in done.stderr.splitlines() if "interrupted" in line]
-    assert len(lines) == 1, done.stderr
-    assert done.stderr.rstrip().endswith(lines[0])  # the last word
-    return lines[0]
-
-
 def test_ctrl_c_while_waiting_on_retry_after(runner: ScriptRunner, server: str) -> None:
     args = ("--url", f"{server}/always/503/30", "--max-wait", "60", "--deadline", "120")
-    line = interrupt(runner, *args, ready="retrying in 30.00 s")
+    line = runner.ctrl_c("retry_client", *args, ready="retrying in 30.00 s")
     assert line == "interrupted after 1 attempts: 503 Service Unavailable"
 
 
 def test_ctrl_c_during_the_demo_stops_its_server(runner: ScriptRunner) -> None:
-    line = interrupt(runner, ready="retrying in 1.00 s (Retry-After)")
+    line = runner.ctrl_c("retry_client", ready="retrying in 1.00 s (Retry-After)")
     assert line.startswith("interrupted after ")  # 2 attempts, unless Ctrl-C came over 1 s late
     assert "503 Service Unavailable, 429 Too Many Requests" in line
 
@@ -406,6 +392,6 @@ def test_ctrl_c_during_the_demo_stops_its_server(runner: ScriptRunner) -> None:
 def test_ctrl_c_with_several_clients(runner: ScriptRunner, server: str) -> None:
     url = f"{server}/always/503/30"
     args = ("--url", url, "--clients", "5", "--max-wait", "60", "--deadline", "120", "--json")
-    line = interrupt(runner, *args, ready="retrying in 30.00 s")
+    line = runner.ctrl_c("retry_client", *args, ready="retrying in 30.00 s")
     assert line.startswith("interrupted after ")
     assert "503 Service Unavailable" in line
