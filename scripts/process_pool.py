@@ -40,6 +40,7 @@ from concurrent.futures import FIRST_COMPLETED, Executor, Future, ThreadPoolExec
 from concurrent.futures.process import BrokenProcessPool, ProcessPoolExecutor
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
+from functools import partial
 from multiprocessing.resource_tracker import _resource_tracker
 from multiprocessing.synchronize import Semaphore
 from typing import TypeVar
@@ -123,8 +124,7 @@ def request_stop(signum: int, frame: object) -> None:
 
 def init_worker(ready: Semaphore) -> None:
     """Worker initializer: leave Ctrl-C to the parent, then report for work."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # also drops one that arrived while booting
-    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # inherited already with spawn; fork needs it
     ready.release()
 
 
@@ -132,9 +132,10 @@ def init_worker(ready: Semaphore) -> None:
 def process_pool(workers: int, grace_s: float = SHUTDOWN_GRACE_S) -> Generator[ProcessPoolExecutor]:
     """Workers up and ignoring SIGINT; on exit, the queue cancelled and every worker gone."""
     context, before = multiprocessing.get_context(START_METHOD), multiprocessing.active_children()
-    # Block Ctrl-C while workers start: they inherit the mask, so none dies booting (init_worker
-    # unblocks it); the parent gets a blocked Ctrl-C as soon as the mask is restored.
+    # While workers start, SIGINT is ignored (children keep "ignored" through exec, so none dies
+    # booting) and blocked (so a Ctrl-C meanwhile waits, on Linux, for the parent's own handler).
     mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    handler = signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
         ready = context.Semaphore(0)  # the first semaphore starts the resource-tracker process
         # Reap that helper at exit instead of orphaning it, as Pythons from 2025 on do (gh-88887);
@@ -146,6 +147,7 @@ def process_pool(workers: int, grace_s: float = SHUTDOWN_GRACE_S) -> Generator[P
         # The executor's own list of processes is private: note the children it just started.
         processes = [child for child in multiprocessing.active_children() if child not in before]
     finally:
+        signal.signal(signal.SIGINT, handler)
         signal.pthread_sigmask(signal.SIG_SETMASK, mask)
     try:
         for _ in range(workers):
@@ -202,19 +204,20 @@ def summary(progress: Progress) -> str:
 def compare(progress: Progress, size: int, chunksize: int, workers: int, crash: bool) -> Report:
     """The same chunks serially, on threads, then on processes (--crash: processes only)."""
     n, in_flight = math.ceil(size / chunksize), workers * IN_FLIGHT_PER_WORKER
+    say = partial(progress.console.print, markup=False, soft_wrap=True)  # above a live bar
     serial = threaded = 0
     if not crash:
-        click.echo(f"serial: counting primes below {size:,} in {n} tasks", err=True)
+        say(f"serial: counting primes below {size:,} in {n} tasks")
         serial = tally(progress, "serial", n, map(count_primes, chunks(size, chunksize)))
-        click.echo(f"threads: {workers} threads taking turns with the GIL", err=True)
+        say(f"threads: {workers} threads taking turns with the GIL")
         with ThreadPoolExecutor(workers) as threads:
             results = map_bounded(threads, count_primes, chunks(size, chunksize), in_flight)
             threaded = tally(progress, "threads", n, results)
-    click.echo(f"processes: starting {workers} {START_METHOD} workers", err=True)
+    say(f"processes: starting {workers} {START_METHOD} workers")
     started = time.perf_counter()
     with process_pool(workers) as pool:
         startup_s = round(time.perf_counter() - started, 4)
-        click.echo(f"processes: {workers} workers ready after {startup_s:.2f} s", err=True)
+        say(f"processes: {workers} workers ready after {startup_s:.2f} s")
         if crash:  # a task that kills its worker outright, as the OOM killer would
             pool.submit(os._exit, 1)
         results = map_bounded(pool, count_primes, chunks(size, chunksize), in_flight)
@@ -252,7 +255,7 @@ def render(report: Report, size: int) -> Table:
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
-@click.option("--size", type=click.IntRange(1), default=1_000_000, help="Count primes below this.")
+@click.option("--size", type=click.IntRange(10_000), default=1_000_000, help="Primes below this.")
 @click.option("--chunksize", type=click.IntRange(1), default=CHUNKSIZE, help="Numbers per task.")
 @click.option("--workers", type=click.IntRange(1, 64), default=WORKERS, help="Pool size.")
 @click.option("--crash", is_flag=True, help="Kill a worker mid-run to show a broken pool.")
@@ -264,14 +267,11 @@ def cli(size: int, chunksize: int, workers: int, crash: bool, as_json: bool) -> 
     with Progress(console=stderr, transient=True, disable=not stderr.is_terminal) as progress:
         try:
             report = compare(progress, size, chunksize, workers, crash)
-        except KeyboardInterrupt:
-            click.echo(f"interrupted: {summary(progress) or 'no task had started'}", err=True)
-            sys.exit(130)
-        except BrokenProcessPool as err:
-            died = f"a worker process died abruptly ({summary(progress)})"
-            raise click.ClickException(
-                f"{died}: OOM killer? A broken pool cannot be reused"
-            ) from err
+        except KeyboardInterrupt as err:  # main() prints it, once the live bar is gone
+            raise click.Abort(f"interrupted: {summary(progress) or 'no task had started'}") from err
+        except BrokenProcessPool as err:  # the OOM killer, say; a broken pool cannot be reused
+            died = f"a worker process died abruptly ({summary(progress)}): the pool is broken"
+            raise click.ClickException(died) from err
     if not report.results_match:
         raise click.ClickException(f"the modes disagree: {report}")
     if as_json:
@@ -290,8 +290,8 @@ def main() -> None:
     except click.ClickException as err:  # expected runtime failures: one line, no traceback
         click.echo(f"error: {err.format_message()}", err=True)
         sys.exit(1)
-    except click.Abort:  # Ctrl-C before the work started: click turns it into Abort
-        click.echo("interrupted", err=True)
+    except click.Abort as err:  # Ctrl-C: ours with the partial results, or click's own
+        click.echo(str(err) or "interrupted", err=True)
         sys.exit(130)
 
 
