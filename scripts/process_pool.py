@@ -125,6 +125,7 @@ def request_stop(signum: int, frame: object) -> None:
 def init_worker(ready: Semaphore) -> None:
     """Worker initializer: leave Ctrl-C to the parent, then report for work."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # inherited already with spawn; fork needs it
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})  # the mask may be inherited too
     ready.release()
 
 
