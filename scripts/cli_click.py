@@ -198,7 +198,7 @@ class Settings:
             click.echo(json.dumps(payload))
         else:
             for renderable in human:
-                Console().print(renderable)
+                Console(markup=False).print(renderable)  # log text is not markup
 
     def load(self, path: Path) -> list[LogEntry]:
         try:

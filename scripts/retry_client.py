@@ -81,7 +81,7 @@ class TransientHTTPError(httpx.HTTPStatusError):
 def retry_after_s(response: httpx.Response, now: datetime | None = None) -> float | None:
     """Seconds a Retry-After header asks for (delay or HTTP-date); None if absent or unreadable."""
     value = response.headers.get("Retry-After", "").strip()
-    if value.isdigit():
+    if value.isascii() and value.isdigit():  # "²".isdigit() is True too
         return float(value)
     try:
         when = parsedate_to_datetime(value)
@@ -278,7 +278,7 @@ def cli(url: str | None, attempts: int, deadline: float, max_wait: float, method
     if as_json:
         click.echo(json.dumps(result))
     else:
-        Console().print(render(timelines, title))
+        Console(markup=False).print(render(timelines, title))  # URLs are not markup
         click.echo(", ".join(f"{key} {value}" for key, value in result.items()))
     if failed:  # with several clients, the first failure stands for the rest
         raise click.ClickException(failed[0])

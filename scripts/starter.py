@@ -28,6 +28,7 @@ Try it:        --samples 20, then --samples 20000: the mean hardly moves while p
 """
 
 import json
+import math
 import random
 import statistics
 import sys
@@ -88,6 +89,8 @@ def read_latencies(path: Path) -> list[float]:
             value = float(text)
         except ValueError as err:
             raise BadSampleError(f"{path}, line {number}: {text!r} is not a number") from err
+        if not math.isfinite(value):  # float() also reads "nan" and "inf"
+            raise BadSampleError(f"{path}, line {number}: {text!r} is not a finite number")
         if value < 0:
             raise BadSampleError(f"{path}, line {number}: {value} is negative")
         latencies.append(value)

@@ -278,3 +278,11 @@ def test_ctrl_c_exits_130_and_leaves_no_half_file(
     line = runner.ctrl_c(lesson, "generate", str(path), "--lines", "10000000", ready="writing")
     assert line == "interrupted"
     assert list(tmp_path.iterdir()) == []  # neither big.log nor big.log.partial
+
+
+def test_paths_that_look_like_markup_are_printed_as_they_are(tmp_path: Path) -> None:
+    path = tmp_path / "odd.log"
+    path.write_text(COMBINED.replace("/api?id=3", "/a[/b]/[red]x"), encoding="utf-8")
+    result = invoke("top", path)
+    assert result.exit_code == 0, result.output
+    assert "/a[/b]/[red]x" in result.stdout

@@ -210,6 +210,11 @@ def test_retry_after_examples(value: str, seconds: float | None) -> None:
     assert retry_after_s(value) == seconds
 
 
+def test_retry_after_of_a_non_ascii_digit_is_ignored() -> None:
+    response = httpx.Response(503, headers=[(b"Retry-After", b"\xb2")])  # latin-1 "²": isdigit()
+    assert retry_client.retry_after_s(response, NOW) is None
+
+
 def test_an_http_date_retry_after_is_honoured_and_capped() -> None:
     in_an_hour = format_datetime(datetime.now(UTC) + timedelta(hours=1), usegmt=True)
     clock, sent, timeline = FakeClock(), list[Sent](), list[Attempt]()

@@ -47,7 +47,9 @@ def test_read_latencies_skips_blank_lines(tmp_path: Path) -> None:
     assert starter.read_latencies(path) == [0.1, 0.2]
 
 
-@pytest.mark.parametrize(("text", "problem"), [("0.1\nslow\n", "line 2"), ("-1\n", "negative")])
+@pytest.mark.parametrize(
+    ("text", "problem"), [("0.1\nslow\n", "line 2"), ("-1\n", "negative"), ("nan\n", "finite")]
+)
 def test_read_latencies_names_the_bad_line(tmp_path: Path, text: str, problem: str) -> None:
     path = tmp_path / "timings.txt"
     path.write_text(text, encoding="utf-8")
