@@ -259,6 +259,17 @@ def test_summary_ideal_and_sequential(
     assert summary["ratio"] == pytest.approx(0.5 / expected_ideal, abs=1e-3)
 
 
+def test_summary_leaves_out_what_the_deadline_cut_and_knows_latency_zero() -> None:
+    url = httpx.URL("http://127.0.0.1/")
+    results = [async_fetch.FetchResult(url, 200, 2, 0.1) for _ in range(4)]
+    results += [async_fetch.FetchResult(url, None, 0, 0.0, "deadline") for _ in range(96)]
+    summary = async_fetch.summarise(async_fetch.Batch(results, 0.2), 2, "aiohttp", 0.1)
+    assert (summary["ideal_s"], summary["sequential_s"]) == (0.2, 0.4)  # 4 ran, not 100
+    assert summary["ratio"] == pytest.approx(1.0)
+    at_zero = async_fetch.summarise(async_fetch.Batch(results, 0.2), 2, "aiohttp", 0.0)
+    assert (at_zero["ideal_s"], at_zero["ratio"], at_zero["speedup"]) == (0.0, None, 0.0)
+
+
 def test_server_process_serves_and_is_always_stopped() -> None:
     before = set(multiprocessing.active_children())
     with async_fetch.server_process() as base:
@@ -342,6 +353,8 @@ def test_fetches_urls_from_a_file(runner: ScriptRunner, target: str, tmp_path: P
         (["--url", "not-a-url"], "--url"),
         (["--url", "ftp://example.com/"], "--url"),
         (["--url", "http://[::1/"], "--url"),
+        (["--url", "http://user:pw@127.0.0.1/"], "--url"),  # credentials belong in headers
+        (["--url", "http://xn--zz/"], "--url"),  # not valid IDNA
         (["--requests", "abc"], "--requests"),
         (["--requests", "0"], "--requests"),
         (["--timeout", "0"], "--timeout"),
@@ -360,8 +373,8 @@ def test_bad_arguments_are_one_line_and_exit_2(
 @pytest.mark.parametrize(
     ("content", "problem"),
     [
-        (b"http://ok.example/\nnope\n", "'nope' is not an http(s) URL"),
-        (b"# none\n\n", "no URLs in it"),
+        (b"http://ok.example/\nnope\n", "'nope' is not a plain http(s) URL"),
+        (b"# none\n\n", "no URLs"),
         (b"\xff\xfe", "decode"),
     ],
 )
