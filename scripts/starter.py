@@ -22,7 +22,7 @@ When not to:   Inside a long-running service: keep a histogram (Prometheus, HdrH
 Run:           uv run scripts/starter.py
                uv run scripts/starter.py --samples 10000 --json
                uv run scripts/starter.py --input timings.txt
-Try it:        --samples 20, then --samples 20000: the mean hardly moves while p99 settles.
+Try it:        --samples 20, then --samples 20000: a small sample can miss the slow tail.
                --slow-rate 0: p99 falls back towards p50, so the tail is the slow requests.
                --input a file with a word in it: a one-line error naming the line, exit 1.
 """
@@ -160,10 +160,10 @@ def render(summary: LatencySummary, source: str) -> Table:
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of a table.")
 def cli(samples: int, slow_rate: float, seed: int, input_path: Path | None, as_json: bool) -> None:
     """Summarise request latencies as p50/p95/p99."""
-    if input_path is None:
-        latencies, source = demo_latencies(samples, slow_rate, seed), "synthetic"
     try:
-        if input_path is not None:
+        if input_path is None:
+            latencies, source = demo_latencies(samples, slow_rate, seed), "synthetic"
+        else:
             latencies, source = read_latencies(input_path), input_path.name
         summary = summarise(latencies)
     except ValueError as err:  # a BadSampleError, or an empty file
