@@ -77,13 +77,14 @@ class ScriptRunner:
     def ctrl_c(self, name: str, *args: str, ready: str) -> str:
         """Press Ctrl-C once `ready` shows and assert the standing rule; return the message line.
 
-        The rule: exit 130 within 2 s, one line saying "interrupted" (last on stderr), no
-        traceback or asyncio warning, and no process of the script left behind.
+        The rule: exit 130 within 2 s, one line saying "interrupted" (last on stderr), nothing on
+        stdout, no traceback or asyncio warning, and no process of the script left behind.
         """
         done = self.interrupt(name, *args, ready=ready)
         assert done.returncode == 130, done.stderr
         assert done.seconds_to_exit < INTERRUPT_DEADLINE_S, done.seconds_to_exit
         assert not done.survivors, "a process of the script outlived it"
+        assert done.stdout == "", "an interrupted run prints no result on stdout"
         for noise in ("Traceback", "Task was destroyed", "never awaited", "Exception ignored"):
             assert noise not in done.stderr, done.stderr
         lines = [line for line in done.stderr.splitlines() if "interrupted" in line]
