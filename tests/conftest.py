@@ -1,7 +1,8 @@
 """Shared fixtures: run a lesson the way a user does (`uv run scripts/<name>.py ...`).
 
 Every lesson test that starts a script goes through `ScriptRunner`, so the environment, the
-timeouts and the Ctrl-C procedure are the same for all of them.
+timeouts and the Ctrl-C procedure are the same for all of them. Bad arguments need no real process:
+`invoke` calls a lesson's `run(argv)` in this process (a subprocess costs ~0.7 s a case).
 """
 
 import os
@@ -10,8 +11,9 @@ import signal
 import subprocess
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from importlib.metadata import version
 from pathlib import Path
 from typing import IO
 
@@ -27,6 +29,25 @@ INTERRUPT_DEADLINE_S = 2.0
 
 
 @dataclass(frozen=True)
+class Invocation:
+    """What a lesson's `run(argv)` returned and printed, called in-process."""
+
+    code: int
+    stdout: str
+    stderr: str
+
+    def assert_usage_error(self, argument: str) -> str:
+        """Assert the bad-input contract: exit 2, one line naming the argument, no traceback."""
+        message = self.stderr.strip()
+        assert self.code == 2, (self.code, self.stdout, self.stderr)
+        assert "Traceback" not in self.stderr
+        assert len(message.splitlines()) == 1, message
+        assert argument in message, message
+        assert self.stdout == ""
+        return message
+
+
+@dataclass(frozen=True)
 class Interrupted:
     """What happened after Ctrl-C was sent to a running script."""
 
@@ -38,15 +59,23 @@ class Interrupted:
 
 
 class ScriptRunner:
-    """Runs lessons as subprocesses under `uv run`, each in its own environment."""
+    """Runs lessons as subprocesses under `uv run`, each in its own environment.
 
-    def __init__(self) -> None:
+    When the harness measures coverage (COVERAGE_PROCESS_START is set), each run adds the
+    harness's own coverage version to the lesson's environment, so the lines it runs count too.
+    `isolated=True` leaves the environment exactly as the lesson's block makes it.
+    """
+
+    def __init__(self, *, isolated: bool = False) -> None:
         self.env = {key: value for key, value in os.environ.items() if key != "VIRTUAL_ENV"}
         # A wide, colourless terminal keeps rich's tables on one line each and easy to assert on.
         self.env |= {"COLUMNS": "160", "NO_COLOR": "1", "PYTHONUNBUFFERED": "1"}
+        self.extra: list[str] = []
+        if "COVERAGE_PROCESS_START" in self.env and not isolated:
+            self.extra = ["--with", f"coverage=={version('coverage')}"]
 
     def command(self, name: str, args: Sequence[str]) -> list[str]:
-        return ["uv", "run", "--quiet", str(SCRIPTS_DIR / f"{name}.py"), *args]
+        return ["uv", "run", "--quiet", *self.extra, str(SCRIPTS_DIR / f"{name}.py"), *args]
 
     def run(
         self, name: str, *args: str, timeout: float = RUN_TIMEOUT_S, input_text: str | None = None
@@ -62,17 +91,6 @@ class ScriptRunner:
             input=input_text,
             check=False,
         )
-
-    def usage_error(self, name: str, *args: str, argument: str) -> str:
-        """Assert the bad-input contract: exit 2, one line naming the argument, no traceback."""
-        proc = self.run(name, *args)
-        message = proc.stderr.strip()
-        assert proc.returncode == 2, (proc.returncode, proc.stdout, proc.stderr)
-        assert "Traceback" not in proc.stderr
-        assert len(message.splitlines()) == 1, message
-        assert argument in message, message
-        assert proc.stdout == ""
-        return message
 
     def ctrl_c(self, name: str, *args: str, ready: str) -> str:
         """Press Ctrl-C once `ready` shows and assert the standing rule; return the message line.
@@ -192,3 +210,15 @@ def _kill_group(pgid: int) -> bool:
 @pytest.fixture(scope="session")
 def runner() -> ScriptRunner:
     return ScriptRunner()
+
+
+@pytest.fixture
+def invoke(capsys: pytest.CaptureFixture[str]) -> Callable[..., Invocation]:
+    """Call a lesson's `run(argv) -> int` with the arguments given, capturing what it prints."""
+
+    def call(run: Callable[[list[str]], int], *args: str) -> Invocation:
+        code = run(list(args))
+        out, err = capsys.readouterr()
+        return Invocation(code, out, err)
+
+    return call

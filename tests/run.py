@@ -15,8 +15,13 @@ resolved with the collection's exclude-newer date (this file's own, which every 
 uv ignores a script's own exclude-newer when the script is read as a requirements file, so the
 date is passed explicitly. The environment lives in tests/.venv (git-ignored) and is synced
 exactly on every run, so a dependency removed from a script is removed from it too.
+
+Every process the tests start is measured, the lessons run under `uv run` included (see
+tests/coverage_hook/): after the tests it prints the line coverage of scripts/, and a whole run
+fails below the `fail_under` in tests/coverage.ini.
 """
 
+import os
 import re
 import subprocess
 import sys
@@ -26,6 +31,7 @@ from pathlib import Path
 TESTS = Path(__file__).resolve().parent
 ROOT = TESTS.parent
 ENV = TESTS / ".venv"
+COVERAGE_DATA = TESTS / ".coverage-data"  # one file per measured process, then combined
 BLOCK = re.compile(r"(?m)^# /// script\s*$\n(?P<body>(?:^#(?: .*)?$\n)+)^# ///\s*$")
 
 
@@ -44,15 +50,39 @@ def sync_environment() -> Path:
     """Create or update tests/.venv to exactly the union of the test and lesson dependencies."""
     scripts = sorted(str(path) for path in (ROOT / "scripts").glob("*.py"))
     pinned = ENV / "requirements.txt"
-    quiet = ["--quiet"]
-    subprocess.run(["uv", "venv", *quiet, "--allow-existing", str(ENV)], check=True)
-    subprocess.run(
-        ["uv", "pip", "compile", *quiet, "--exclude-newer", exclude_newer(),
-         str(TESTS / "requirements.txt"), *scripts, "-o", str(pinned)],
-        check=True,
-    )  # fmt: skip
-    subprocess.run(["uv", "pip", "sync", *quiet, "--python", str(ENV), str(pinned)], check=True)
+    requirements = [str(TESTS / "requirements.txt"), *scripts]
+    subprocess.run(["uv", "venv", "--quiet", "--allow-existing", str(ENV)], check=True)
+    compile_command = ["uv", "pip", "compile", "--quiet", "--exclude-newer", exclude_newer()]
+    subprocess.run([*compile_command, *requirements, "-o", str(pinned)], check=True)
+    subprocess.run(["uv", "pip", "sync", "--quiet", "--python", str(ENV), str(pinned)], check=True)
     return ENV / "bin" / "python"
+
+
+def run_measured(python: Path, pytest_args: list[str]) -> int:
+    """Run pytest with line coverage of scripts/ in every process it starts; return its exit code.
+
+    The gate (fail_under in coverage.ini) applies to a whole run: a run narrowed with pytest
+    arguments (-k, a file) prints the figure but does not fail on it.
+    """
+    COVERAGE_DATA.mkdir(exist_ok=True)
+    for stale in COVERAGE_DATA.glob(".coverage*"):
+        stale.unlink()
+    env = os.environ | {
+        "PYTHONPATH": str(TESTS / "coverage_hook"),  # its sitecustomize starts coverage
+        "COVERAGE_PROCESS_START": str(TESTS / "coverage.ini"),
+        "COVERAGE_FILE": str(COVERAGE_DATA / ".coverage"),
+    }
+    pytest = [str(python), "-m", "pytest", "-c", str(TESTS / "pytest.ini"), "--rootdir", str(TESTS)]
+    tests = subprocess.run([*pytest, *pytest_args], cwd=ROOT, env=env, check=False).returncode
+    coverage = [str(python), "-m", "coverage"]
+    settings = ["--rcfile", str(TESTS / "coverage.ini")]
+    combine = [*coverage, "combine", "--quiet", *settings]
+    subprocess.run(combine, cwd=ROOT, env=env, check=False, stdout=subprocess.DEVNULL)
+    report = [*coverage, "report", *settings]
+    if pytest_args:  # a narrowed run: print the figure, but only a whole run is held to it
+        report += ["--fail-under", "0"]
+    covered = subprocess.run(report, cwd=ROOT, env=env, check=False).returncode
+    return tests or covered
 
 
 def main() -> None:
@@ -64,8 +94,7 @@ def main() -> None:
     if args == ["--env"]:
         print(python)
         return
-    pytest = [str(python), "-m", "pytest", "-c", str(TESTS / "pytest.ini"), "--rootdir", str(TESTS)]
-    sys.exit(subprocess.run([*pytest, *args], cwd=ROOT, check=False).returncode)
+    sys.exit(run_measured(python, args))
 
 
 if __name__ == "__main__":
