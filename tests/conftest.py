@@ -5,6 +5,7 @@ timeouts and the Ctrl-C procedure are the same for all of them. Bad arguments ne
 `invoke` calls a lesson's `run(argv)` in this process (a subprocess costs ~0.7 s a case).
 """
 
+import contextlib
 import os
 import queue
 import signal
@@ -144,7 +145,7 @@ class ScriptRunner:
             returncode = proc.wait(timeout=30)
             seconds_to_exit = time.monotonic() - started
         finally:
-            survivors = _kill_group(proc.pid)
+            survivors = kill_group(proc.pid)
         for reader in readers:
             reader.join(timeout=10)
         proc.stdout.close()
@@ -198,13 +199,31 @@ def _drain(lines: "queue.Queue[str | None]") -> list[str]:
             rest.append(line)
 
 
-def _kill_group(pgid: int) -> bool:
-    """Kill whatever is left of a process group; True if anything was left."""
-    try:
+def kill_group(pgid: int) -> bool:
+    """Kill whatever is left of a process group; True if a live process was left.
+
+    A zombie (a process that has exited but whose parent has not yet collected its status) is
+    not left running: it holds no resources but a table entry, and the OS reaps it a moment after
+    its parent exits. Counting it would make the check race that reaping.
+    """
+    alive = live_members(pgid)
+    with contextlib.suppress(ProcessLookupError):  # nothing left at all
         os.killpg(pgid, signal.SIGKILL)
-    except ProcessLookupError:
-        return False
-    return True
+    return bool(alive)
+
+
+def live_members(pgid: int) -> list[int]:
+    """Process IDs in the group `pgid` that are not zombies, read from /proc (Linux)."""
+    members = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rpartition(")")[2].split()  # after "pid (command name)"
+        except OSError:  # it exited while we looked
+            continue
+        state, group = fields[0], int(fields[2])
+        if group == pgid and state != "Z":
+            members.append(int(stat.parent.name))
+    return members
 
 
 @pytest.fixture(scope="session")

@@ -21,7 +21,7 @@ import pytest
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
-from conftest import ROOT, SCRIPTS_DIR, ScriptRunner
+from conftest import ROOT, SCRIPTS_DIR, ScriptRunner, kill_group
 
 BLOCK = re.compile(r"(?m)^# /// script\s*$\n(?P<body>(?:^#(?: .*)?$\n)+)^# ///\s*$")
 SECTIONS = ("Pattern:", "When to use:", "When not to:", "Run:", "Try it:")
@@ -271,3 +271,17 @@ def test_a_closed_stdout_ends_quietly(lesson: Path) -> None:
     finally:
         os.close(write_end)
     assert (proc.returncode, proc.stderr) == (1, "")
+
+
+# --- the harness's own checks -------------------------------------------------------------------
+
+
+def test_survivor_check_counts_live_processes_only() -> None:
+    """A process left running is a survivor; a zombie waiting to be reaped is not."""
+    live = subprocess.Popen(["sleep", "60"], start_new_session=True)
+    assert kill_group(live.pid)
+    assert live.wait(timeout=10) == -9
+    exited = subprocess.Popen(["true"], start_new_session=True)
+    os.waitid(os.P_PID, exited.pid, os.WEXITED | os.WNOWAIT)  # exited, and not yet reaped
+    assert not kill_group(exited.pid)
+    assert exited.wait(timeout=10) == 0
