@@ -8,17 +8,17 @@
 """Build a command-line tool with only the standard library: argparse subcommands and exit codes.
 
 Pattern:       One ArgumentParser, a subparser per verb, set_defaults(handler=...) naming the
-               function that runs it. type= functions turn text into checked values (an existing
-               file, a number in range) or raise ArgumentTypeError, reported naming the argument,
-               as choices= is. error() is overridden so a bad argument is one line and exit 2, not
-               the usage block. run() returns the exit code (1 failure, 130 Ctrl-C) for tests.
+               function that runs it. type= functions turn text into checked values or raise
+               ArgumentTypeError, reported naming the argument. A parent parser gives every
+               subcommand the shared options, so they work before or after it. error() is
+               overridden so a bad argument is one line and exit 2; run() returns the exit code.
 When to use:   Zero dependencies: stdlib-only environments (a system Python, a container without
                pip, a script copied onto a server), tiny tools and one-off scripts.
 When not to:   Nested groups, env-var options, state shared with subcommands and CliRunner tests
                come built into click (cli_click.py is this tool); here each is written by hand.
 Run:           uv run scripts/cli_argparse.py           (no command: a demo on a generated log)
                uv run scripts/cli_argparse.py generate access.log --lines 50000
-               uv run scripts/cli_argparse.py --json -o top.json top access.log --by status
+               uv run scripts/cli_argparse.py top access.log --by status --json -o top.json
 Try it:        top access.log --limit 0, then the same with cli_click.py: compare the two messages.
                -o report.txt stats access.log: the table lands in the file and stdout stays empty.
 """
@@ -155,32 +155,44 @@ def write_atomically(path: Path, lines: Iterable[str]) -> int:
     return path.stat().st_size
 
 
-def stats_text(stats: LogStats, source: str) -> str:  # plain text: no rich without dependencies
-    classes = {name: f"{requests:,}" for name, requests in stats.status_classes.items()}
-    rows = {"clients": f"{stats.clients:,}", **classes, "5xx rate": f"{stats.error_rate:.2%}"}
-    rows["bytes sent"] = f"{stats.bytes_sent:,}"
-    lines = [f"{label:<12}{value:>12}" for label, value in rows.items()]
-    return "\n".join([f"{stats.requests:,} requests in {source}", *lines])
+def plural(count: int, noun: str) -> str:
+    """'1 request', '2,000 requests': a count that reads as English."""
+    return f"{count:,} {noun}" if count == 1 else f"{count:,} {noun}s"
+
+
+def stats_text(stats: LogStats, source: str) -> str:
+    """The stats as a plain-text table: no rich without dependencies."""
+    rows = [("clients", f"{stats.clients:,}")]
+    rows += [(name, f"{requests:,}") for name, requests in stats.status_classes.items()]
+    rows += [("5xx rate", f"{stats.error_rate:.2%}"), ("bytes sent", f"{stats.bytes_sent:,}")]
+    lines = [f"{label:<12}{value:>12}" for label, value in rows]
+    return "\n".join([f"{plural(stats.requests, 'request')} in {source}", *lines])
 
 
 def counts_text(counts: Sequence[Count], by: str) -> str:
     width = max([len(by), *(len(count.key) for count in counts)])
     header = f"{by:<{width}}  {'requests':>8}  {'share':>6}"
-    lines = [f"{c.key:<{width}}  {c.requests:>8,}  {c.share:>6.1%}" for c in counts]
+    lines = [f"{count.key:<{width}}  {count.requests:>8,}  {count.share:>6.1%}" for count in counts]
     return "\n".join([f"Top {len(counts)} by {by}", header, *lines])
 
 
 # --- CLI -----------------------------------------------------------------------------------------
 
 EXCLUDE_ENV = "ACCESSLOG_EXCLUDE"  # --exclude's fallback, a space-separated list of prefixes
-EXCLUDE_HELP = f"leave out paths starting with PREFIX (repeatable; default: ${EXCLUDE_ENV})"
 
 
 class OneLineParser(argparse.ArgumentParser):
-    """argparse prints the whole usage before an error; one line naming the argument is enough."""
+    """An ArgumentParser whose errors are one line, and whose --help notices a closed stdout."""
 
     def error(self, message: str) -> NoReturn:
-        self.exit(2, f"error: {message}\n")
+        self.exit(2, f"error: {message}\n")  # not the whole usage first: this line names it
+
+    def print_help(self, file: Any = None) -> None:
+        (file or sys.stdout).write(self.format_help())  # argparse's own ignores a failed write
+
+
+class CommandError(Exception):
+    """An expected failure: one line and exit code 1, as click.ClickException is in cli_click."""
 
 
 @dataclass(frozen=True)
@@ -192,9 +204,10 @@ class Report:
 def existing_file(text: str) -> Path:
     """type= for an input file, so a missing one is a usage error naming the argument."""
     path = Path(text)
-    if path.is_dir() or not path.exists():  # a pipe is fine: stats <(zcat access.log.gz)
-        problem = "is a directory" if path.is_dir() else "does not exist"
-        raise argparse.ArgumentTypeError(f"file {text!r} {problem}")
+    if path.is_dir():
+        raise argparse.ArgumentTypeError(f"file {text!r} is a directory")
+    if not path.exists():  # a pipe is fine: stats <(zcat access.log.gz)
+        raise argparse.ArgumentTypeError(f"file {text!r} does not exist")
     return path
 
 
@@ -213,9 +226,36 @@ def int_between(low: int, high: int) -> Callable[[str], int]:
     return parse
 
 
+def shared_options(default: Any = None) -> OneLineParser:
+    """A parent parser holding the options every command takes, before or after its name.
+
+    argparse copies a subcommand's values over the top level's, so under a subcommand the default
+    is SUPPRESS: an option left out there leaves nothing to copy over one given before it.
+    """
+    options = OneLineParser(add_help=False, argument_default=default)
+    options.add_argument("--json", action="store_true", help="print one JSON object, not text")
+    options.add_argument(
+        "-o", "--output", type=Path, metavar="FILE", help="write the output to FILE, not stdout"
+    )
+    options.add_argument(
+        "--exclude",
+        action="append",
+        metavar="PREFIX",
+        help=f"leave out paths starting with PREFIX (repeatable; default: ${EXCLUDE_ENV})",
+    )
+    options.add_argument("--status", choices=STATUS_CLASSES, help="only count this status class")
+    return options
+
+
 def load(args: argparse.Namespace, path: Path) -> list[LogEntry]:
+    """The requests in a log the user named; whatever goes wrong is one line, exit 1."""
     exclude = args.exclude or os.environ.get(EXCLUDE_ENV, "").split()  # the flag wins
-    return read_log(path, tuple(exclude), args.status)
+    try:
+        return read_log(path, tuple(exclude), args.status)
+    except BadLogError as err:
+        raise CommandError(str(err)) from err
+    except OSError as err:  # unreadable: permissions, a device, a failing disk
+        raise CommandError(f"cannot read {path}: {err.strerror}") from err
 
 
 def stats_report(args: argparse.Namespace) -> Report:
@@ -225,14 +265,18 @@ def stats_report(args: argparse.Namespace) -> Report:
 
 def top_report(args: argparse.Namespace) -> Report:
     counts = top_counts(load(args, args.file), args.by, args.limit)
-    return Report({"by": args.by, "top": [asdict(c) for c in counts]}, counts_text(counts, args.by))
+    payload = {"by": args.by, "top": [asdict(count) for count in counts]}
+    return Report(payload, counts_text(counts, args.by))
 
 
 def generate_report(args: argparse.Namespace) -> Report:
-    sys.stderr.write(f"writing {args.lines:,} requests to {args.file}\n")
-    size = write_atomically(args.file, sample_lines(args.lines))
+    sys.stderr.write(f"writing {plural(args.lines, 'request')} to {args.file}\n")
+    try:
+        size = write_atomically(args.file, sample_lines(args.lines))
+    except OSError as err:
+        raise CommandError(f"cannot write {args.file}: {err.strerror}") from err
     payload = {"file": str(args.file), "requests": args.lines, "bytes": size}
-    return Report(payload, f"wrote {args.lines:,} requests ({size:,} bytes) to {args.file}")
+    return Report(payload, f"wrote {plural(args.lines, 'request')} ({size:,} bytes) to {args.file}")
 
 
 def demo_report(args: argparse.Namespace) -> Report:
@@ -241,33 +285,59 @@ def demo_report(args: argparse.Namespace) -> Report:
         path = Path(tmp) / "access.log"
         write_atomically(path, sample_lines(DEMO_LINES))
         entries = load(args, path)
-    stats, counts = summarise(entries), top_counts(entries, "path", 5)
+    stats = summarise(entries)
+    counts = top_counts(entries, "path", 5)
     payload = {"stats": asdict(stats), "top": [asdict(count) for count in counts]}
     return Report(payload, f"{stats_text(stats, 'the demo')}\n\n{counts_text(counts, 'path')}")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = OneLineParser(prog="cli_argparse", description="Analyse web access logs offline.")
+    parser = OneLineParser(
+        prog="cli_argparse",
+        description="Analyse web access logs offline. With no command: a demo on a generated log.",
+        parents=[shared_options()],
+    )
     parser.add_argument("--version", action="version", version="%(prog)s 1.0.0")
-    parser.add_argument("--json", action="store_true", help="print one JSON object, not tables")
-    parser.add_argument("-o", "--output", type=Path, metavar="FILE", help="write output to FILE")
-    parser.add_argument("--exclude", action="append", metavar="PREFIX", help=EXCLUDE_HELP)
-    parser.add_argument("--status", choices=STATUS_CLASSES, help="only this status class")
     parser.set_defaults(handler=demo_report)
+    after = [shared_options(argparse.SUPPRESS)]  # the same options after the command's name
     commands = parser.add_subparsers(title="commands", metavar="COMMAND")
-    stats = commands.add_parser("stats", help="requests, clients, status classes, error rate")
+
+    stats = commands.add_parser("stats", parents=after, help="requests, clients and error rate")
     stats.add_argument("file", type=existing_file, metavar="FILE")
     stats.set_defaults(handler=stats_report)
-    top = commands.add_parser("top", help="the busiest paths, status codes or client IPs")
+
+    top = commands.add_parser("top", parents=after, help="the busiest paths, statuses or IPs")
     top.add_argument("file", type=existing_file, metavar="FILE")
-    top.add_argument("--by", choices=TOP_KEYS, default="path", help="(default: %(default)s)")
-    top.add_argument("--limit", type=int_between(1, 1_000), default=10, help="1-1000 (default: 10)")
+    top.add_argument(
+        "--by", choices=TOP_KEYS, default="path", help="count by this field (default: path)"
+    )
+    top.add_argument(
+        "--limit", type=int_between(1, 1_000), default=10, help="rows to show, 1-1000 (default: 10)"
+    )
     top.set_defaults(handler=top_report)
-    generate = commands.add_parser("generate", help="write a sample access log to FILE")
+
+    generate = commands.add_parser("generate", parents=after, help="write a sample log to FILE")
     generate.add_argument("file", type=Path, metavar="FILE")
-    generate.add_argument("--lines", type=int_between(1, 10_000_000), default=DEMO_LINES)
+    generate.add_argument(
+        "--lines",
+        type=int_between(1, 10_000_000),
+        default=DEMO_LINES,
+        help=f"how many requests to write (default: {DEMO_LINES:,})",
+    )
     generate.set_defaults(handler=generate_report)
     return parser
+
+
+def write_output(args: argparse.Namespace, report: Report) -> None:
+    """Text or JSON, on stdout or, with -o, in a file written whole or not at all."""
+    text = json.dumps(report.payload) if args.json else report.text
+    if args.output is None:
+        sys.stdout.write(text + "\n")
+        return
+    try:
+        write_atomically(args.output, [text + "\n"])
+    except OSError as err:
+        raise CommandError(f"cannot write {args.output}: {err.strerror}") from err
 
 
 def run(argv: Sequence[str] | None = None) -> int:
@@ -277,13 +347,9 @@ def run(argv: Sequence[str] | None = None) -> int:
     except SystemExit as done:  # --help, --version, or a usage error argparse has reported
         return done.code if isinstance(done.code, int) else 0
     try:
-        report: Report = args.handler(args)
-        text = json.dumps(report.payload) if args.json else report.text
-        if args.output:  # -o: the file is written whole or not at all
-            write_atomically(args.output, [text + "\n"])
-        else:
-            sys.stdout.write(text + "\n")
-    except (BadLogError, OSError) as err:  # expected failures, like click.ClickException
+        report = args.handler(args)
+        write_output(args, report)
+    except CommandError as err:
         sys.stderr.write(f"error: {err}\n")
         return 1
     except KeyboardInterrupt:
@@ -293,7 +359,14 @@ def run(argv: Sequence[str] | None = None) -> int:
 
 
 def main() -> None:
-    sys.exit(run())
+    try:
+        code = run()
+        sys.stdout.flush()  # a closed stdout fails here, not in Python's own flush at exit
+    except BrokenPipeError:  # `... | head` closed stdout: end quietly, as click does
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # the flush at exit now has somewhere to go
+        code = 1
+    sys.exit(code)
 
 
 if __name__ == "__main__":

@@ -10,19 +10,19 @@
 # ///
 """Build a command-line tool with click: subcommands, typed options and exit codes to rely on.
 
-Pattern:       A click group is one tool with subcommands; options they all share (--json,
-               --exclude, --status) live on the group and reach them as a typed dataclass on
-               ctx.obj. Types (Path, Choice, IntRange) refuse bad input before your code runs,
-               naming the parameter, and envvar= lets the environment supply a value. Commands stay
-               thin: parse, call a plain function, print rich tables or one JSON object. main()
-               makes every error one line with exit code 2 (usage), 1 (failure) or 130 (Ctrl-C).
+Pattern:       A click group is one tool with subcommands. Options they share (--json, --exclude,
+               --status) reach them as a typed dataclass on ctx.obj, before or after the command.
+               Types (Path, Choice, IntRange) refuse bad input before your code runs, naming the
+               parameter; envvar= lets the environment supply a value. Commands stay thin: parse,
+               call a plain function, print rich tables or one JSON object. run() makes every error
+               one line and returns exit code 2 (usage), 1 (failure) or 130 (Ctrl-C).
 When to use:   Tools with several verbs or many options: nested groups, env-var defaults, shared
                options, and tests that run a command in-process with click's CliRunner.
 When not to:   A ten-line script, or a machine where nothing can be installed: use argparse
                (cli_argparse.py is this tool on the standard library). Typer builds on click.
 Run:           uv run scripts/cli_click.py              (no command: a demo on a generated log)
                uv run scripts/cli_click.py generate access.log --lines 50000
-               uv run scripts/cli_click.py --json --status 5xx top access.log --by path --limit 3
+               uv run scripts/cli_click.py top access.log --by path --limit 3 --status 5xx --json
 Try it:        top access.log --limit 0: one line naming --limit, exit 2 (echo $?).
                ACCESSLOG_EXCLUDE=/healthz before `stats access.log`: health checks leave the counts.
                generate big.log --lines 10000000, Ctrl-C: "interrupted", exit 130, no half a file.
@@ -35,7 +35,7 @@ import sys
 import tempfile
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -164,8 +164,13 @@ def write_atomically(path: Path, lines: Iterable[str]) -> int:
     return path.stat().st_size
 
 
+def plural(count: int, noun: str) -> str:
+    """'1 request', '2,000 requests': a count that reads as English."""
+    return f"{count:,} {noun}" if count == 1 else f"{count:,} {noun}s"
+
+
 def stats_table(stats: LogStats, source: str) -> Table:
-    table = Table("metric", "value", title=f"{stats.requests:,} requests in {source}")
+    table = Table("metric", "value", title=f"{plural(stats.requests, 'request')} in {source}")
     table.add_row("clients", f"{stats.clients:,}")
     for name, requests in stats.status_classes.items():
         table.add_row(name, f"{requests:,}")
@@ -186,7 +191,7 @@ def counts_table(counts: Sequence[Count], by: str) -> Table:
 
 @dataclass(frozen=True)
 class Settings:
-    """What the group's options decide for every subcommand; click carries it on ctx.obj."""
+    """What the shared options decide for every subcommand; click carries it on ctx.obj."""
 
     as_json: bool = False
     exclude: tuple[str, ...] = ()
@@ -201,33 +206,67 @@ class Settings:
                 Console(markup=False).print(renderable)  # log text is not markup
 
     def load(self, path: Path) -> list[LogEntry]:
+        """The requests in a log the user named; whatever goes wrong is one line, exit 1."""
         try:
             return read_log(path, self.exclude, self.status_class)
-        except (BadLogError, OSError) as err:  # expected failures: one line, exit 1
+        except BadLogError as err:
             raise click.ClickException(str(err)) from err
+        except OSError as err:  # unreadable: permissions, a device, a failing disk
+            raise click.ClickException(f"cannot read {path}: {err.strerror}") from err
+
+
+def override(ctx: click.Context, param: click.Parameter, value: Any) -> None:
+    """Callback of a shared option given after the subcommand: it overrides the group's value."""
+    if value and param.name:  # given: the flag, a PREFIX or a class; the name is a Settings field
+        ctx.obj = replace(ctx.obj, **{param.name: value})
 
 
 pass_settings = click.make_pass_decorator(Settings)
 # Missing or a directory: usage error (exit 2). Unreadable: the OS's reason, at run time (exit 1).
 LOG_FILE = click.Path(exists=True, dir_okay=False, readable=False, path_type=Path)
+JSON_HELP = "Print one JSON object instead of tables."
+EXCLUDE_HELP = "Leave out requests whose path starts with PREFIX (repeatable)."
+STATUS_HELP = "Only count requests of this status class."
+# The shared options once more, for each subcommand, so `stats access.log --json` works too.
+json_after = click.option(
+    "--json", "as_json", is_flag=True, expose_value=False, callback=override, help=JSON_HELP
+)
+exclude_after = click.option(
+    "--exclude",
+    multiple=True,
+    metavar="PREFIX",
+    expose_value=False,
+    callback=override,
+    help=EXCLUDE_HELP,
+)
+status_after = click.option(
+    "--status",
+    "status_class",
+    type=click.Choice(STATUS_CLASSES),
+    expose_value=False,
+    callback=override,
+    help=STATUS_HELP,
+)
 
 
 @click.group(invoke_without_command=True, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option("1.0.0", prog_name="cli_click")
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of tables.")
+@click.option("--json", "as_json", is_flag=True, help=JSON_HELP)
 @click.option(
     "--exclude",
     multiple=True,
     metavar="PREFIX",
     envvar="ACCESSLOG_EXCLUDE",  # from the environment: a space-separated list
     show_envvar=True,
-    help="Leave out requests whose path starts with PREFIX (repeatable).",
+    help=EXCLUDE_HELP,
 )
-@click.option("--status", type=click.Choice(STATUS_CLASSES), help="Only this status class.")
+@click.option("--status", "status_class", type=click.Choice(STATUS_CLASSES), help=STATUS_HELP)
 @click.pass_context
-def cli(ctx: click.Context, as_json: bool, exclude: tuple[str, ...], status: str | None) -> None:
+def cli(
+    ctx: click.Context, as_json: bool, exclude: tuple[str, ...], status_class: str | None
+) -> None:
     """Analyse web-server access logs offline. With no command: a demo on a generated log."""
-    ctx.obj = Settings(as_json, exclude, status)
+    ctx.obj = Settings(as_json, exclude, status_class)
     if ctx.invoked_subcommand is None:
         demo(ctx.obj)
 
@@ -238,13 +277,17 @@ def demo(settings: Settings) -> None:
         path = Path(tmp) / "access.log"
         write_atomically(path, sample_lines(DEMO_LINES))
         entries = settings.load(path)
-    stats, counts = summarise(entries), top_counts(entries, "path", 5)
+    stats = summarise(entries)
+    counts = top_counts(entries, "path", 5)
     payload = {"stats": asdict(stats), "top": [asdict(count) for count in counts]}
     settings.show(payload, stats_table(stats, "the demo"), counts_table(counts, "path"))
 
 
 @cli.command("stats")
 @click.argument("file", type=LOG_FILE)
+@json_after
+@exclude_after
+@status_after
 @pass_settings
 def stats_command(settings: Settings, file: Path) -> None:
     """Requests, clients, status classes and error rate of FILE."""
@@ -254,23 +297,46 @@ def stats_command(settings: Settings, file: Path) -> None:
 
 @cli.command("top")
 @click.argument("file", type=LOG_FILE)
-@click.option("--by", type=click.Choice(TOP_KEYS), default="path", show_default=True)
-@click.option("--limit", type=click.IntRange(1, 1_000), default=10, show_default=True)
+@click.option(
+    "--by",
+    type=click.Choice(TOP_KEYS),
+    default="path",
+    show_default=True,
+    help="Group requests by this field.",
+)
+@click.option(
+    "--limit",
+    type=click.IntRange(1, 1_000),
+    default=10,
+    show_default=True,
+    help="Show at most this many rows.",
+)
+@json_after
+@exclude_after
+@status_after
 @pass_settings
 def top_command(settings: Settings, file: Path, by: str, limit: int) -> None:
     """The busiest paths, status codes or client IPs in FILE."""
     counts = top_counts(settings.load(file), by, limit)
-    settings.show({"by": by, "top": [asdict(c) for c in counts]}, counts_table(counts, by))
+    payload = {"by": by, "top": [asdict(count) for count in counts]}
+    settings.show(payload, counts_table(counts, by))
 
 
 @cli.command("generate")
 @click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--lines", type=click.IntRange(1, 10_000_000), default=DEMO_LINES, show_default=True)
+@click.option(
+    "--lines",
+    type=click.IntRange(1, 10_000_000),
+    default=DEMO_LINES,
+    show_default=True,
+    help="How many requests to write.",
+)
 @click.option("--seed", type=int, default=7, show_default=True, help="Same seed, same file.")
+@json_after
 @pass_settings
 def generate_command(settings: Settings, file: Path, lines: int, seed: int) -> None:
     """Write a sample access log to FILE, so every command can be tried offline."""
-    click.echo(f"writing {lines:,} requests to {file}", err=True)
+    click.echo(f"writing {plural(lines, 'request')} to {file}", err=True)
     console = Console(stderr=True)  # progress on stderr, off when it is not a terminal
     with Progress(console=console, transient=True, disable=not console.is_terminal) as progress:
         sample = progress.track(sample_lines(lines, seed), total=lines)
@@ -279,19 +345,24 @@ def generate_command(settings: Settings, file: Path, lines: int, seed: int) -> N
         except OSError as err:
             raise click.ClickException(f"cannot write {file}: {err.strerror}") from err
     payload = {"file": str(file), "requests": lines, "bytes": size}
-    settings.show(payload, f"wrote {lines:,} requests ({size:,} bytes) to {file}")
+    settings.show(payload, f"wrote {plural(lines, 'request')} ({size:,} bytes) to {file}")
+
+
+def run(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI and return its exit code: 0 ok, 1 failure, 2 bad usage, 130 Ctrl-C."""
+    try:
+        code = cli.main(args=argv, standalone_mode=False)
+    except click.ClickException as err:  # a UsageError is one too, with exit code 2
+        click.echo(f"error: {err.format_message()}", err=True)
+        return err.exit_code
+    except click.Abort as err:  # Ctrl-C: click's own Abort, or ours carrying the partial results
+        click.echo(str(err) or "interrupted", err=True)
+        return 130
+    return code if isinstance(code, int) else 0  # ctx.exit(n) comes back here as n
 
 
 def main() -> None:
-    """Run the CLI with the collection's exit codes: 0 ok, 1 failure, 2 bad usage, 130 Ctrl-C."""
-    try:
-        cli.main(standalone_mode=False)
-    except click.ClickException as err:  # one line, no traceback; UsageError carries exit code 2
-        click.echo(f"error: {err.format_message()}", err=True)
-        sys.exit(err.exit_code)
-    except click.Abort:  # click turns Ctrl-C into Abort
-        click.echo("interrupted", err=True)
-        sys.exit(130)
+    sys.exit(run())
 
 
 if __name__ == "__main__":

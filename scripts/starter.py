@@ -35,6 +35,7 @@ import sys
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import click
 from rich.console import Console
@@ -79,18 +80,22 @@ def summarise(latencies_s: Sequence[float]) -> LatencySummary:
 
 
 def read_latencies(path: Path) -> list[float]:
-    """Read one duration in seconds per line; blank lines are skipped."""
+    """Read one duration in seconds per line; blank lines are skipped. OSError if unreadable."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as err:
+        raise BadSampleError(f"{path}: not a text file ({err.reason})") from err
     latencies: list[float] = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        text = line.strip()
-        if not text:
+    for number, line in enumerate(text.splitlines(), start=1):
+        word = line.strip()
+        if not word:
             continue
         try:
-            value = float(text)
+            value = float(word)
         except ValueError as err:
-            raise BadSampleError(f"{path}, line {number}: {text!r} is not a number") from err
+            raise BadSampleError(f"{path}, line {number}: {word!r} is not a number") from err
         if not math.isfinite(value):  # float() also reads "nan" and "inf"
-            raise BadSampleError(f"{path}, line {number}: {text!r} is not a finite number")
+            raise BadSampleError(f"{path}, line {number}: {word!r} is not a finite number")
         if value < 0:
             raise BadSampleError(f"{path}, line {number}: {value} is negative")
         latencies.append(value)
@@ -116,9 +121,14 @@ def demo_latencies(samples: int, slow_rate: float, seed: int) -> list[float]:
     return latencies
 
 
+def plural(count: int, noun: str) -> str:
+    """'1 request', '1,000 requests': a count that reads as English."""
+    return f"{count:,} {noun}" if count == 1 else f"{count:,} {noun}s"
+
+
 def render(summary: LatencySummary, source: str) -> Table:
     """A table of the summary in milliseconds, the unit people read latencies in."""
-    table = Table(title=f"Latency of {summary.count:,} requests ({source})")
+    table = Table(title=f"Latency of {plural(summary.count, 'request')} ({source})")
     table.add_column("statistic")
     table.add_column("ms", justify="right")
     for label, seconds in [
@@ -135,6 +145,31 @@ def render(summary: LatencySummary, source: str) -> Table:
 # --- CLI -----------------------------------------------------------------------------------------
 
 
+class FiniteFloat(click.FloatRange):
+    """A FloatRange that also refuses nan and inf, which slip past its bounds."""
+
+    def convert(
+        self, value: Any, param: click.Parameter | None, ctx: click.Context | None
+    ) -> float:
+        number = super().convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number", param, ctx)
+        return number
+
+
+def load(path: Path) -> list[float]:
+    """The latencies in a file the user named; whatever goes wrong is one line, exit 1."""
+    try:
+        latencies = read_latencies(path)
+    except OSError as err:  # unreadable: permissions, a device, a failing disk
+        raise click.ClickException(f"cannot read {path}: {err.strerror}") from err
+    except BadSampleError as err:
+        raise click.ClickException(str(err)) from err
+    if not latencies:
+        raise click.ClickException(f"{path} holds no latencies")
+    return latencies
+
+
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option(
     "--samples",
@@ -145,7 +180,7 @@ def render(summary: LatencySummary, source: str) -> Table:
 )
 @click.option(
     "--slow-rate",
-    type=click.FloatRange(min=0.0, max=1.0),
+    type=FiniteFloat(min=0.0, max=1.0),
     default=0.02,
     show_default=True,
     help="Fraction of synthetic requests that take the slow path.",
@@ -160,33 +195,34 @@ def render(summary: LatencySummary, source: str) -> Table:
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of a table.")
 def cli(samples: int, slow_rate: float, seed: int, input_path: Path | None, as_json: bool) -> None:
     """Summarise request latencies as p50/p95/p99."""
-    try:
-        if input_path is None:
-            latencies, source = demo_latencies(samples, slow_rate, seed), "synthetic"
-        else:
-            latencies, source = read_latencies(input_path), input_path.name
-        summary = summarise(latencies)
-    except ValueError as err:  # a BadSampleError, or an empty file
-        raise click.ClickException(str(err)) from err
+    if input_path is None:
+        latencies = demo_latencies(samples, slow_rate, seed)
+        source = "synthetic"
+    else:
+        latencies = load(input_path)
+        source = input_path.name
+    summary = summarise(latencies)
     if as_json:
         click.echo(json.dumps(asdict(summary)))
     else:
         Console().print(render(summary, source))
 
 
-def main() -> None:
-    """Run the CLI with the collection's exit codes: 0 ok, 1 failure, 2 bad usage, 130 Ctrl-C."""
+def run(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI and return its exit code: 0 ok, 1 failure, 2 bad usage, 130 Ctrl-C."""
     try:
-        cli.main(standalone_mode=False)
-    except click.UsageError as err:  # bad or missing arguments, named by click
+        code = cli.main(args=argv, standalone_mode=False)
+    except click.ClickException as err:  # a UsageError is one too, with exit code 2
         click.echo(f"error: {err.format_message()}", err=True)
-        sys.exit(2)
-    except click.ClickException as err:  # expected runtime failures: one line, no traceback
-        click.echo(f"error: {err.format_message()}", err=True)
-        sys.exit(1)
-    except click.Abort:  # click turns Ctrl-C into Abort
-        click.echo("interrupted", err=True)
-        sys.exit(130)
+        return err.exit_code
+    except click.Abort as err:  # Ctrl-C: click's own Abort, or ours carrying the partial results
+        click.echo(str(err) or "interrupted", err=True)
+        return 130
+    return code if isinstance(code, int) else 0  # ctx.exit(n) comes back here as n
+
+
+def main() -> None:
+    sys.exit(run())
 
 
 if __name__ == "__main__":

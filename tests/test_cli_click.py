@@ -1,20 +1,23 @@
 """Tests for scripts/cli_click.py: the log core, commands in-process, the script as users run it.
 
 The log core is the same in cli_click.py and cli_argparse.py (so the two CLIs compare line by
-line), so its tests here run against both; tests/test_cli_argparse.py tests only its CLI.
+line), so its tests here run against both; tests/test_cli_argparse.py tests only its CLI, and
+`independent_stats` below is the oracle both CLI test modules check the figures against.
 """
 
 import json
-from dataclasses import asdict
+from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
 
 import pytest
-from click.testing import CliRunner, Result
 
 import cli_argparse
 import cli_click
-from conftest import ScriptRunner
+from conftest import Invocation, ScriptRunner
+
+Invoke = Callable[..., Invocation]
+EXCLUDE_ENV = "ACCESSLOG_EXCLUDE"
 
 COMBINED = '10.0.0.1 - - [01/Jan/2026:00:00:01 +0000] "GET /api?id=3 HTTP/1.1" 503 120 "-" "curl"\n'
 COMMON = '10.0.0.2 - bob [01/Jan/2026:00:00:02 +0000] "POST /healthz HTTP/1.0" 204 -\n'
@@ -115,7 +118,12 @@ def test_both_lessons_analyse_the_same_sample() -> None:
     assert "".join(cli_click.sample_lines(300)) == "".join(cli_argparse.sample_lines(300))
 
 
-# --- the commands, in-process with CliRunner -----------------------------------------------------
+# --- the commands, in-process --------------------------------------------------------------------
+
+
+@pytest.fixture(autouse=True)
+def no_exclude_in_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(EXCLUDE_ENV, raising=False)
 
 
 @pytest.fixture
@@ -125,20 +133,70 @@ def log(tmp_path: Path) -> Path:
     return path
 
 
-def invoke(*args: str | Path, env: dict[str, str] | None = None) -> Result:
-    return CliRunner().invoke(cli_click.cli, [str(arg) for arg in args], env=env)
+def independent_stats(log: Path, status_class: str | None = None) -> dict:
+    """What `stats --json` must say of a sample log, counted with str.split, not the regex."""
+    requests = []
+    for line in log.read_text(encoding="utf-8").splitlines():
+        ip, *_, status, size = line.split()  # IP - - [TIME] "GET PATH HTTP/1.1" STATUS SIZE
+        if status_class is None or status[0] == status_class[0]:
+            requests.append((ip, status, int(size)))
+    classes = dict.fromkeys(cli_click.STATUS_CLASSES, 0)
+    for _, status, _ in requests:
+        classes[f"{status[0]}xx"] += 1
+    return {
+        "requests": len(requests),
+        "clients": len({ip for ip, _, _ in requests}),
+        "status_classes": classes,
+        "error_rate": classes["5xx"] / len(requests),
+        "bytes_sent": sum(size for _, _, size in requests),
+    }
 
 
-def test_json_is_one_object_on_stdout(log: Path) -> None:
-    result = invoke("--json", "stats", log)
-    assert result.exit_code == 0, result.output
-    stats = json.loads(result.stdout)
-    assert stats == asdict(cli_click.summarise(cli_click.read_log(log)))
-    assert stats["requests"] == 1_000
+def json_of(result: Invocation) -> dict:
+    assert result.code == 0, result.stderr
+    assert result.stdout.count("\n") == 1  # one object, one line, nothing else on stdout
+    return json.loads(result.stdout)
 
 
-def test_top_by_status_with_a_limit(log: Path) -> None:
-    result = json.loads(invoke("--json", "top", log, "--by", "status", "--limit", "2").stdout)
+def test_json_is_one_object_on_stdout(invoke: Invoke, log: Path) -> None:
+    assert json_of(invoke(cli_click.run, "--json", "stats", str(log))) == independent_stats(log)
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--json", "--status", "5xx", "stats", "LOG"],
+        ["stats", "LOG", "--json", "--status", "5xx"],
+        ["--json", "stats", "LOG", "--status", "5xx"],
+        ["--status", "5xx", "stats", "LOG", "--json"],
+    ],
+    ids=["before", "after", "json before", "json after"],
+)
+def test_shared_options_work_before_and_after_the_command(
+    invoke: Invoke, log: Path, args: list[str]
+) -> None:
+    args = [str(log) if arg == "LOG" else arg for arg in args]
+    assert json_of(invoke(cli_click.run, *args)) == independent_stats(log, "5xx")
+
+
+def test_every_command_takes_json_after_its_name(invoke: Invoke, log: Path, tmp_path: Path) -> None:
+    top = json_of(invoke(cli_click.run, "top", str(log), "--by", "status", "--json"))
+    assert top["by"] == "status"
+    path = tmp_path / "sample.log"
+    assert json_of(invoke(cli_click.run, "generate", str(path), "--json"))["requests"] == 2_000
+
+
+def test_an_option_after_the_command_overrides_the_one_before(invoke: Invoke, log: Path) -> None:
+    stats = json_of(
+        invoke(cli_click.run, "--json", "--status", "2xx", "stats", str(log), "--status", "5xx")
+    )
+    assert stats == independent_stats(log, "5xx")
+
+
+def test_top_by_status_with_a_limit(invoke: Invoke, log: Path) -> None:
+    result = json_of(
+        invoke(cli_click.run, "--json", "top", str(log), "--by", "status", "--limit", "2")
+    )
     counts = [row["requests"] for row in result["top"]]
     assert result["by"] == "status"
     assert result["top"][0]["key"] == "200"
@@ -146,91 +204,129 @@ def test_top_by_status_with_a_limit(log: Path) -> None:
     assert counts == sorted(counts, reverse=True)
 
 
-def test_group_options_reach_every_command(log: Path) -> None:
-    stats = json.loads(invoke("--json", "--status", "5xx", "stats", log).stdout)
-    assert stats["requests"] == stats["status_classes"]["5xx"] > 0
-    top = json.loads(invoke("--json", "--status", "5xx", "top", log, "--by", "status").stdout)
+def test_status_filter_reaches_top(invoke: Invoke, log: Path) -> None:
+    top = json_of(
+        invoke(cli_click.run, "top", str(log), "--by", "status", "--status", "5xx", "--json")
+    )
     assert [row["key"] for row in top["top"]] == ["503"]
 
 
-def test_exclude_falls_back_to_the_environment(log: Path) -> None:
-    def requests(*args: str, env: dict[str, str] | None = None) -> int:
-        return json.loads(invoke("--json", *args, "stats", log, env=env).stdout)["requests"]
+def test_exclude_falls_back_to_the_environment(
+    invoke: Invoke, monkeypatch: pytest.MonkeyPatch, log: Path
+) -> None:
+    def requests(*args: str) -> int:
+        return json_of(invoke(cli_click.run, "--json", *args))["requests"]
 
-    everything = requests()
-    from_flags = requests("--exclude", "/healthz", "--exclude", "/static")
-    assert requests(env={"ACCESSLOG_EXCLUDE": "/healthz /static"}) == from_flags < everything
-    assert requests("--exclude", "/nothing", env={"ACCESSLOG_EXCLUDE": "/healthz"}) == everything
+    everything = requests("stats", str(log))
+    from_flags = requests("--exclude", "/healthz", "--exclude", "/static", "stats", str(log))
+    after = requests("stats", str(log), "--exclude", "/healthz", "--exclude", "/static")
+    monkeypatch.setenv(EXCLUDE_ENV, "/healthz /static")
+    assert requests("stats", str(log)) == from_flags == after < everything
+    monkeypatch.setenv(EXCLUDE_ENV, "/healthz")
+    assert requests("--exclude", "/nothing", "stats", str(log)) == everything  # the flag wins
+    assert requests("stats", str(log), "--exclude", "/nothing") == everything
 
 
-def test_tables_for_people(log: Path) -> None:
-    result = invoke("top", log, "--limit", "3")
-    assert result.exit_code == 0, result.output
+def test_tables_for_people(invoke: Invoke, log: Path) -> None:
+    result = invoke(cli_click.run, "top", str(log), "--limit", "3")
+    assert result.code == 0, result.stderr
     assert "Top 3 by path" in result.stdout
     assert "/healthz" in result.stdout
 
 
-def test_generate_writes_the_sample(tmp_path: Path) -> None:
+def test_no_command_runs_the_demo(invoke: Invoke) -> None:
+    result = invoke(cli_click.run)
+    assert result.code == 0, result.stderr
+    assert "2,000 requests in the demo" in result.stdout
+    assert "Top 5 by path" in result.stdout
+    assert "no command" in result.stderr
+
+
+def test_generate_writes_the_sample(invoke: Invoke, tmp_path: Path) -> None:
     path = tmp_path / "sample.log"
-    result = invoke("--json", "generate", path, "--lines", "300", "--seed", "5")
-    assert result.exit_code == 0, result.output
-    assert json.loads(result.stdout) == {
-        "file": str(path),
-        "requests": 300,
-        "bytes": path.stat().st_size,
-    }
+    result = invoke(cli_click.run, "--json", "generate", str(path), "--lines", "300", "--seed", "5")
+    assert json_of(result) == {"file": str(path), "requests": 300, "bytes": path.stat().st_size}
     assert path.read_text(encoding="utf-8") == "".join(cli_click.sample_lines(300, seed=5))
-    assert "writing 300 requests" in result.stderr
 
 
-def test_version() -> None:
-    result = invoke("--version")
-    assert (result.exit_code, result.stdout) == (0, "cli_click, version 1.0.0\n")
+def test_one_request_is_not_requests(invoke: Invoke, tmp_path: Path) -> None:
+    path = tmp_path / "one.log"
+    generated = invoke(cli_click.run, "generate", str(path), "--lines", "1")
+    assert generated.stderr == f"writing 1 request to {path}\n"
+    assert generated.stdout.startswith("wrote 1 request (")
+    assert "1 request in one.log" in invoke(cli_click.run, "stats", str(path)).stdout
+
+
+def test_version(invoke: Invoke) -> None:
+    result = invoke(cli_click.run, "--version")
+    assert (result.code, result.stdout) == (0, "cli_click, version 1.0.0\n")
 
 
 @pytest.mark.parametrize(
-    ("args", "named"),
+    ("args", "argument"),
     [
-        (["top", "LOG", "--limit", "abc"], "'--limit'"),
-        (["top", "LOG", "--limit", "0"], "'--limit'"),
-        (["stats", "missing.log"], "'FILE'"),
-        (["top", "LOG", "--by", "referrer"], "'--by'"),
-        (["--status", "6xx", "stats", "LOG"], "'--status'"),
-        (["stats"], "'FILE'"),
-        (["stats", "LOG", "--colour"], "--colour"),
+        (["top", "LOG", "--limit", "abc"], "'--limit'"),  # wrong type
+        (["top", "LOG", "--limit", "0"], "'--limit'"),  # out of range
+        (["stats", "missing.log"], "'FILE'"),  # missing file
+        (["stats", "."], "'FILE'"),  # a directory
+        (["top", "LOG", "--by", "referrer"], "'--by'"),  # unknown choice
+        (["--status", "6xx", "stats", "LOG"], "'--status'"),  # unknown choice, before the command
+        (["stats", "LOG", "--status", "6xx"], "'--status'"),  # and after it
+        (["stats"], "'FILE'"),  # missing argument
+        (["stats", "LOG", "--colour"], "--colour"),  # unknown option
+        (["--colour", "stats", "LOG"], "--colour"),
+        (["generate", "LOG", "--status", "5xx"], "--status"),  # nothing to filter in generate
+        (["tail", "LOG"], "tail"),  # unknown command
     ],
 )
-def test_usage_errors_exit_2_naming_the_parameter(log: Path, args: list[str], named: str) -> None:
-    result = invoke(*(str(log) if arg == "LOG" else arg for arg in args))
-    assert result.exit_code == 2
-    assert named in result.stderr
-    assert result.stdout == ""
+def test_bad_arguments_are_usage_errors(
+    invoke: Invoke, log: Path, args: list[str], argument: str
+) -> None:
+    args = [str(log) if arg == "LOG" else arg for arg in args]
+    message = invoke(cli_click.run, *args).assert_usage_error(argument)
+    assert message.startswith("error: ")
 
 
-def test_a_file_that_is_not_a_log_is_a_runtime_error(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("content", "problem"),
+    [(b"hello\n", "line 1: not an access-log line"), (b"\xff\xfe", "not a text file")],
+)
+def test_a_file_that_is_not_a_log_is_a_runtime_error(
+    invoke: Invoke, tmp_path: Path, content: bytes, problem: str
+) -> None:
     path = tmp_path / "notes.txt"
-    path.write_text("hello\n", encoding="utf-8")
-    result = invoke("stats", path)
-    assert result.exit_code == 1
-    assert f"{path}, line 1: not an access-log line" in result.stderr
+    path.write_bytes(content)
+    result = invoke(cli_click.run, "stats", str(path))
+    assert (result.code, result.stdout) == (1, "")
+    assert result.stderr.startswith(f"error: {path}")
+    assert problem in result.stderr
+    assert result.stderr.count("\n") == 1
 
 
-def test_an_unwritable_file_is_a_runtime_error(tmp_path: Path) -> None:
+def test_an_unreadable_file_is_a_runtime_error(invoke: Invoke) -> None:
+    result = invoke(cli_click.run, "stats", "/proc/self/mem")  # exists, but reading it fails
+    assert (result.code, result.stdout) == (1, "")
+    assert result.stderr == "error: cannot read /proc/self/mem: Input/output error\n"
+
+
+def test_an_unwritable_file_is_a_runtime_error(invoke: Invoke, tmp_path: Path) -> None:
     path = tmp_path / "missing" / "sample.log"
-    result = invoke("generate", path, "--lines", "10")
-    assert result.exit_code == 1
-    assert f"cannot write {path}: No such file or directory" in result.stderr
+    result = invoke(cli_click.run, "generate", str(path), "--lines", "10")
+    assert result.code == 1
+    assert result.stderr.endswith(f"error: cannot write {path}: No such file or directory\n")
+
+
+def test_paths_that_look_like_markup_are_printed_as_they_are(
+    invoke: Invoke, tmp_path: Path
+) -> None:
+    path = tmp_path / "odd.log"
+    path.write_text(COMBINED.replace("/api?id=3", "/a[/b]/[red]x"), encoding="utf-8")
+    result = invoke(cli_click.run, "top", str(path))
+    assert result.code == 0, result.stderr
+    assert "/a[/b]/[red]x" in result.stdout
 
 
 # --- the script, as a user runs it ---------------------------------------------------------------
-
-
-def test_default_run_is_a_demo(runner: ScriptRunner) -> None:
-    proc = runner.run("cli_click")
-    assert proc.returncode == 0, proc.stderr
-    assert "2,000 requests in the demo" in proc.stdout
-    assert "Top 5 by path" in proc.stdout
-    assert "no command" in proc.stderr
 
 
 def test_default_run_json(runner: ScriptRunner) -> None:
@@ -241,48 +337,16 @@ def test_default_run_json(runner: ScriptRunner) -> None:
     assert len(result["top"]) == 5
 
 
-@pytest.mark.parametrize(
-    ("args", "argument"),
-    [
-        (["top", "LOG", "--limit", "abc"], "--limit"),  # wrong type
-        (["top", "LOG", "--limit", "0"], "--limit"),  # out of range
-        (["stats", "no-such.log"], "FILE"),  # missing file
-        (["top", "LOG", "--by", "referrer"], "--by"),  # unknown choice
-        (["--colour", "stats", "LOG"], "--colour"),  # unknown option
-        (["top"], "FILE"),  # missing argument
-        (["tail", "LOG"], "tail"),  # unknown command
-    ],
-)
-def test_bad_arguments_are_one_line_and_exit_2(
-    runner: ScriptRunner, log: Path, args: list[str], argument: str
-) -> None:
-    args = [str(log) if arg == "LOG" else arg for arg in args]
-    message = runner.usage_error("cli_click", *args, argument=argument)
-    assert message.startswith("error: ")
-
-
 def test_runtime_error_is_one_line_and_exit_1(runner: ScriptRunner, tmp_path: Path) -> None:
     path = tmp_path / "binary.log"
     path.write_bytes(b"\xff\xfe\x00")
-    proc = runner.run("cli_click", "stats", str(path))
-    assert proc.returncode == 1
-    assert proc.stderr.strip() == f"error: {path}: not a text file (invalid start byte)"
-    assert proc.stdout == ""
+    proc = runner.run("cli_click", "stats", str(path), "--json")
+    assert (proc.returncode, proc.stdout) == (1, "")
+    assert proc.stderr == f"error: {path}: not a text file (invalid start byte)\n"
 
 
-@pytest.mark.parametrize("lesson", ["cli_click", "cli_argparse"])
-def test_ctrl_c_exits_130_and_leaves_no_half_file(
-    runner: ScriptRunner, tmp_path: Path, lesson: str
-) -> None:
+def test_ctrl_c_exits_130_and_leaves_no_half_file(runner: ScriptRunner, tmp_path: Path) -> None:
     path = tmp_path / "big.log"
-    line = runner.ctrl_c(lesson, "generate", str(path), "--lines", "10000000", ready="writing")
+    line = runner.ctrl_c("cli_click", "generate", str(path), "--lines", "10000000", ready="writing")
     assert line == "interrupted"
     assert list(tmp_path.iterdir()) == []  # neither big.log nor big.log.partial
-
-
-def test_paths_that_look_like_markup_are_printed_as_they_are(tmp_path: Path) -> None:
-    path = tmp_path / "odd.log"
-    path.write_text(COMBINED.replace("/api?id=3", "/a[/b]/[red]x"), encoding="utf-8")
-    result = invoke("top", path)
-    assert result.exit_code == 0, result.output
-    assert "/a[/b]/[red]x" in result.stdout

@@ -1,12 +1,15 @@
-"""Tests for scripts/starter.py: the pattern directly, then the script as a user runs it."""
+"""Tests for scripts/starter.py: the pattern, the CLI in-process, the real script."""
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 import starter
-from conftest import ScriptRunner
+from conftest import Invocation, ScriptRunner
+
+Invoke = Callable[..., Invocation]
 
 # --- the pattern ---------------------------------------------------------------------------------
 
@@ -48,37 +51,60 @@ def test_read_latencies_skips_blank_lines(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    ("text", "problem"), [("0.1\nslow\n", "line 2"), ("-1\n", "negative"), ("nan\n", "finite")]
+    ("content", "problem"),
+    [
+        (b"0.1\nslow\n", "line 2: 'slow' is not a number"),
+        (b"-1\n", "line 1: -1.0 is negative"),
+        (b"nan\n", "line 1: 'nan' is not a finite number"),
+        (b"\xff\xfe", "not a text file"),
+    ],
 )
-def test_read_latencies_names_the_bad_line(tmp_path: Path, text: str, problem: str) -> None:
+def test_read_latencies_names_the_problem(tmp_path: Path, content: bytes, problem: str) -> None:
     path = tmp_path / "timings.txt"
-    path.write_text(text, encoding="utf-8")
+    path.write_bytes(content)
     with pytest.raises(starter.BadSampleError, match=problem):
         starter.read_latencies(path)
 
 
-# --- the script, as a user runs it ---------------------------------------------------------------
+# --- the command line, in-process ----------------------------------------------------------------
 
 
-def test_default_run_prints_a_table(runner: ScriptRunner) -> None:
-    proc = runner.run("starter")
-    assert proc.returncode == 0, proc.stderr
-    assert "p99" in proc.stdout
-    assert "1,000" in proc.stdout
+def test_json_is_one_object_on_stdout(invoke: Invoke) -> None:
+    result = invoke(starter.run, "--samples", "500", "--json")
+    assert (result.code, result.stderr) == (0, "")
+    summary = json.loads(result.stdout)
+    assert set(summary) == {"count", "mean_s", "p50_s", "p95_s", "p99_s", "max_s"}
+    assert summary["count"] == 500
 
 
-def test_json_is_one_object_on_stdout(runner: ScriptRunner) -> None:
-    proc = runner.run("starter", "--samples", "500", "--json")
-    assert proc.returncode == 0, proc.stderr
-    result = json.loads(proc.stdout)
-    assert result["count"] == 500
-    assert result["p50_s"] <= result["p99_s"]
+def test_the_seed_decides_the_demo_data(invoke: Invoke) -> None:
+    first = invoke(starter.run, "--seed", "1", "--json").stdout
+    assert invoke(starter.run, "--seed", "1", "--json").stdout == first
+    assert invoke(starter.run, "--seed", "2", "--json").stdout != first
 
 
-def test_reads_a_file(runner: ScriptRunner, tmp_path: Path) -> None:
+def words(text: str) -> str:
+    """Text with every run of whitespace made one space: rich wraps a title to its table."""
+    return " ".join(text.split())
+
+
+def test_a_table_for_people(invoke: Invoke) -> None:
+    result = invoke(starter.run)
+    assert result.code == 0, result.stderr
+    assert "Latency of 1,000 requests (synthetic)" in words(result.stdout)
+    assert "p99" in result.stdout
+
+
+def test_one_sample_is_one_request(invoke: Invoke) -> None:
+    result = invoke(starter.run, "--samples", "1")
+    assert result.code == 0, result.stderr
+    assert "Latency of 1 request (synthetic)" in words(result.stdout)
+
+
+def test_reads_a_file(invoke: Invoke, tmp_path: Path) -> None:
     path = tmp_path / "timings.txt"
     path.write_text("\n".join(str(n / 100) for n in range(1, 102)), encoding="utf-8")
-    result = json.loads(runner.run("starter", "--input", str(path), "--json").stdout)
+    result = json.loads(invoke(starter.run, "--input", str(path), "--json").stdout)
     assert result["count"] == 101
     assert result["p50_s"] == pytest.approx(0.51)
 
@@ -89,19 +115,70 @@ def test_reads_a_file(runner: ScriptRunner, tmp_path: Path) -> None:
         (["--samples", "0"], "--samples"),
         (["--samples", "abc"], "--samples"),
         (["--slow-rate", "2"], "--slow-rate"),
+        (["--slow-rate", "nan"], "--slow-rate"),
+        (["--slow-rate", "inf"], "--slow-rate"),
+        (["--slow-rate", "-inf"], "--slow-rate"),
         (["--input", "no-such-file.txt"], "--input"),
+        (["--input", "."], "--input"),
         (["--colour"], "--colour"),
     ],
 )
-def test_bad_arguments_are_one_line_and_exit_2(
-    runner: ScriptRunner, args: list[str], argument: str
+def test_bad_arguments_are_usage_errors(invoke: Invoke, args: list[str], argument: str) -> None:
+    invoke(starter.run, *args).assert_usage_error(argument)
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b"0.1\nfast\n", "line 2: 'fast' is not a number"),
+        (b"\n\n", "holds no latencies"),
+        (b"\xff\xfe", "not a text file (invalid start byte)"),
+    ],
+)
+def test_bad_file_content_is_a_runtime_error(
+    invoke: Invoke, tmp_path: Path, content: bytes, message: str
 ) -> None:
-    runner.usage_error("starter", *args, argument=argument)
-
-
-def test_bad_file_content_is_a_runtime_error(runner: ScriptRunner, tmp_path: Path) -> None:
     path = tmp_path / "timings.txt"
-    path.write_text("0.1\nfast\n", encoding="utf-8")
-    proc = runner.run("starter", "--input", str(path))
-    assert proc.returncode == 1
-    assert proc.stderr.strip() == f"error: {path}, line 2: 'fast' is not a number"
+    path.write_bytes(content)
+    result = invoke(starter.run, "--input", str(path))
+    assert (result.code, result.stdout) == (1, "")
+    assert result.stderr.startswith(f"error: {path}")
+    assert result.stderr.endswith(f"{message}\n")
+    assert result.stderr.count("\n") == 1
+
+
+def test_an_unreadable_file_is_a_runtime_error(invoke: Invoke) -> None:
+    # /proc/self/mem exists, but reading it from the start fails with EIO.
+    result = invoke(starter.run, "--input", "/proc/self/mem")
+    assert (result.code, result.stdout) == (1, "")
+    assert result.stderr == "error: cannot read /proc/self/mem: Input/output error\n"
+
+
+def test_ctrl_c_is_one_line_and_exit_130(invoke: Invoke, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The demo takes no time to interrupt, so Ctrl-C arrives here as the KeyboardInterrupt it is.
+
+    A lesson with long-running work presses Ctrl-C for real: runner.ctrl_c(name, ready=...).
+    """
+
+    def interrupted(samples: int, slow_rate: float, seed: int) -> list[float]:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(starter, "demo_latencies", interrupted)
+    result = invoke(starter.run)
+    assert (result.code, result.stdout) == (130, "")
+    assert result.stderr.strip() == "interrupted"
+
+
+# --- the script, as a user runs it ---------------------------------------------------------------
+
+
+def test_default_run_json(runner: ScriptRunner) -> None:
+    proc = runner.run("starter", "--json")
+    assert (proc.returncode, proc.stderr) == (0, "")
+    assert json.loads(proc.stdout)["count"] == 1_000
+
+
+def test_exit_code_and_message_reach_the_shell(runner: ScriptRunner) -> None:
+    proc = runner.run("starter", "--input", "/proc/self/mem")
+    assert (proc.returncode, proc.stdout) == (1, "")
+    assert proc.stderr == "error: cannot read /proc/self/mem: Input/output error\n"
