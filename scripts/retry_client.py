@@ -1,45 +1,45 @@
 # /// script
 # requires-python = ">=3.11"
-# dependencies = ["click", "httpx", "rich", "tenacity"]
+# dependencies = ["click", "httpx", "tenacity"]
 #
 # [tool.uv]
 # exclude-newer = "2026-11-20T00:00:00Z"
 # ///
 """Retry an HTTP call only on failures worth retrying, within an attempt and a time budget.
 
-Pattern:       `fetch()` runs a request under tenacity's `Retrying` and retries only transient
-               failures (connection errors, timeouts, dropped connections, 429/502/503/504),
-               waiting what Retry-After asks (capped), else exponential backoff with full jitter.
-               It stops after N attempts or before a wait that would pass the deadline, repeats
-               only idempotent requests, and re-raises the last real error, not RetryError.
+Pattern:       `retrying(policy)` says the policy in tenacity's words: retry transient failures
+               (no answer, or 429/502/503/504); wait what Retry-After asks, else exponential backoff
+               with full jitter; stop after N attempts, before a wait that would pass the deadline,
+               or when the server asks for a longer wait than we accept. `fetch()` runs a request
+               under it, repeats only idempotent requests, and re-raises the last real error.
                Async: the same parts with tenacity.AsyncRetrying and httpx.AsyncClient.
 When to use:   Calls to services that shed load or restart: rate limits, 503s during deploys.
 When not to:   Under callers that retry too (pick one layer); for 4xx; long outages: use a breaker.
+               Many clients failing at once: retry_jitter.py shows why the jitter matters.
 Run:           uv run scripts/retry_client.py
                uv run scripts/retry_client.py --url https://example.com/ --attempts 3 --json
 Try it:        --deadline 1: the 1 s Retry-After would pass the deadline, so it gives up at once.
-               --clients 20: jitter widens the spread of send times; Retry-After keeps it as is.
+               --max-wait 0.5: the server asks for 1 s, more than we accept: it gives up, saying so.
                --method POST: the 503 is not retried; add --idempotency-key k1 and it is.
 """
 
 import json
-import logging
+import math
 import sys
 import threading
 import time
-from collections.abc import Callable, Generator, Mapping
-from contextlib import contextmanager, nullcontext, suppress
+from collections.abc import Callable, Generator, Mapping, Sequence
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
+from functools import partial
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from urllib.parse import urlsplit
+from typing import Any, NoReturn
 
 import click
 import httpx
 import tenacity
-from rich.console import Console
-from rich.table import Table
 
 # --- The pattern ---------------------------------------------------------------------------------
 # "Try again later": rate limited, or a gateway while its backend restarts. A 500 is likely a bug.
@@ -48,7 +48,6 @@ TRANSIENT_STATUSES = frozenset({429, 502, 503, 504})
 TRANSIENT_ERRORS = (httpx.NetworkError, httpx.TimeoutException, httpx.RemoteProtocolError)
 # RFC 9110 9.2.2: sending one of these twice has the same effect as once.
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"})
-LOG = logging.getLogger("retry_client")
 
 
 @dataclass(frozen=True)
@@ -56,26 +55,16 @@ class RetryPolicy:
     """How hard to try. The defaults suit an interactive call to a nearby service."""
 
     attempts: int = 5  # the first try included
-    deadline_s: float = 15.0  # for everything: requests, waits and timeouts together
-    max_wait_s: float = 5.0  # cap on one wait, a server's Retry-After included
+    deadline_s: float = 15.0  # no wait may end past it; the client's timeout bounds each attempt
+    max_wait_s: float = 5.0  # the longest wait we accept, a server's Retry-After included
     backoff_s: float = 0.2  # first backoff window, doubling per attempt; small, as it is jittered
-    timeout_s: float = 5.0  # per request, cut to what is left of the deadline
 
 
-@dataclass
-class Attempt:
-    """One try, added to the caller's timeline as it starts: a caller has it even after Ctrl-C."""
-
-    number: int
-    at_s: float  # seconds after the call began
-    outcome: str = "no answer yet"
-    status: int | None = None
-    retry_after_s: float | None = None  # what the server asked for, if it did
-    decision: str = ""
-
-
-class TransientHTTPError(httpx.HTTPStatusError):
-    """A 429/502/503/504 answer, raised so that tenacity can decide on exceptions alone."""
+def is_transient(error: BaseException) -> bool:
+    """Worth another try: no answer at all, or an answer that says "try again later"."""
+    if isinstance(error, httpx.HTTPStatusError):
+        return error.response.status_code in TRANSIENT_STATUSES
+    return isinstance(error, TRANSIENT_ERRORS)
 
 
 def retry_after_s(response: httpx.Response, now: datetime | None = None) -> float | None:
@@ -87,67 +76,104 @@ def retry_after_s(response: httpx.Response, now: datetime | None = None) -> floa
         when = parsedate_to_datetime(value)
     except (TypeError, ValueError):
         return None  # garbage: fall back to our own backoff
-    when = when if when.tzinfo else when.replace(tzinfo=UTC)  # "-0000": UTC, says RFC 5322
+    if when.tzinfo is None:  # "-0000": UTC, says RFC 5322
+        when = when.replace(tzinfo=UTC)
     return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
 
 
-def fetch(client: httpx.Client, method: str, url: str, policy: RetryPolicy, timeline: list[Attempt],
-          headers: Mapping[str, str] | None = None, sleep: Callable[[float], None] = time.sleep,
-          clock: Callable[[], float] = time.monotonic) -> httpx.Response:  # fmt: skip
-    """Send a request, retrying transient failures; if all fail, re-raise the last real error."""
-    sent, start = httpx.Headers(headers), clock()
-    repeatable = method.upper() in IDEMPOTENT_METHODS or "Idempotency-Key" in sent
-    retryable = (TransientHTTPError, *TRANSIENT_ERRORS)
+def last_error(retry_state: tenacity.RetryCallState) -> BaseException | None:
+    """What the attempt that just ended raised; None if it returned."""
+    return retry_state.outcome.exception() if retry_state.outcome else None
+
+
+def server_wait_s(retry_state: tenacity.RetryCallState) -> float | None:
+    """The Retry-After of the answer that just failed, if it had one."""
+    error = last_error(retry_state)
+    if isinstance(error, httpx.HTTPStatusError):
+        return retry_after_s(error.response)
+    return None
+
+
+class wait_retry_after(tenacity.wait.wait_base):  # noqa: N801 - named as tenacity names its waits
+    """Wait what the server asked for, never less; without a Retry-After, the fallback wait."""
+
+    def __init__(self, fallback: tenacity.wait.wait_base) -> None:
+        self.fallback = fallback
+
+    def __call__(self, retry_state: tenacity.RetryCallState) -> float:
+        asked = server_wait_s(retry_state)
+        return self.fallback(retry_state) if asked is None else asked
+
+
+class stop_when_wait_exceeds(tenacity.stop.stop_base):  # noqa: N801 - as tenacity's stops
+    """Give up rather than wait longer than we accept: never retry earlier than the server asked."""
+
+    def __init__(self, max_wait_s: float) -> None:
+        self.max_wait_s = max_wait_s
+
+    def __call__(self, retry_state: tenacity.RetryCallState) -> bool:
+        return retry_state.upcoming_sleep > self.max_wait_s
+
+
+def retrying(
+    policy: RetryPolicy,
+    *,
+    sleep: Callable[[float], None] = time.sleep,
+    before: Callable[[tenacity.RetryCallState], None] = tenacity.before_nothing,
+    before_sleep: Callable[[tenacity.RetryCallState], None] | None = None,
+) -> tenacity.Retrying:
+    """The policy as a tenacity.Retrying; one serves any number of calls, from any thread."""
+
+    def give_up(retry_state: tenacity.RetryCallState) -> NoReturn:
+        """Re-raise the last real error, not tenacity's RetryError, with a note on why."""
+        error = last_error(retry_state)
+        assert error is not None  # noqa: S101 - we retry only after a failure, so stop after one
+        wait_s = retry_state.upcoming_sleep
+        if retry_state.attempt_number >= policy.attempts:
+            note = f"gave up after attempt {retry_state.attempt_number} of {policy.attempts}"
+        elif wait_s > policy.max_wait_s:
+            note = f"gave up: asked to wait {wait_s:g} s, over the {policy.max_wait_s:g} s cap"
+        else:
+            note = f"gave up: a {wait_s:.2f} s wait would pass the {policy.deadline_s:g} s deadline"
+        error.add_note(note)
+        raise error
+
     # Full jitter: uniform in [0, backoff * 2^n], so clients that failed together spread out.
     backoff = tenacity.wait_random_exponential(multiplier=policy.backoff_s, max=policy.max_wait_s)
+    return tenacity.Retrying(
+        retry=tenacity.retry_if_exception(is_transient),
+        wait=wait_retry_after(fallback=backoff),
+        stop=(
+            tenacity.stop_after_attempt(policy.attempts)
+            | tenacity.stop_before_delay(policy.deadline_s)
+            | stop_when_wait_exceeds(policy.max_wait_s)
+        ),
+        sleep=sleep,
+        before=before,
+        before_sleep=before_sleep,
+        retry_error_callback=give_up,
+    )
+
+
+def fetch(
+    client: httpx.Client,
+    method: str,
+    url: str,
+    retries: tenacity.Retrying,
+    headers: Mapping[str, str] | None = None,
+) -> httpx.Response:
+    """Send a request under `retries`, repeated only if idempotent; 4xx/5xx raise an error."""
+    sent = httpx.Headers(headers)
+    if method.upper() not in IDEMPOTENT_METHODS and "Idempotency-Key" not in sent:
+        retries = retries.copy(retry=tenacity.retry_never)
 
     def attempt() -> httpx.Response:
-        timeline.append(record := Attempt(len(timeline) + 1, clock() - start))
-        # A hung server must not hold us past the deadline, so each timeout is cut to fit.
-        timeout = max(0.01, min(policy.timeout_s, policy.deadline_s - record.at_s))
-        try:
-            response = client.request(method, url, headers=sent, timeout=timeout)
-        except httpx.TransportError as err:
-            record.outcome = type(err).__name__
-            raise
-        record.status = response.status_code
-        record.outcome = f"{response.status_code} {response.reason_phrase}".strip()
-        if response.status_code in TRANSIENT_STATUSES:
-            record.retry_after_s = retry_after_s(response)
-            raise TransientHTTPError(record.outcome, request=response.request, response=response)
-        record.decision = "done" if response.is_success else ""
-        return response.raise_for_status()
+        response = client.request(method, url, headers=sent)
+        if response.is_error:  # 4xx and 5xx only: a 304 or a redirect is an answer, not a failure
+            response.raise_for_status()
+        return response
 
-    def wait(state: tenacity.RetryCallState) -> float:  # the server's wish, if it said one
-        hint = timeline[-1].retry_after_s
-        return backoff(state) if hint is None else min(hint, policy.max_wait_s)
-
-    def stop(state: tenacity.RetryCallState) -> bool:
-        # stop_after_attempt(n) | stop_before_delay(s), in tenacity's words, on our own clock
-        late = clock() - start + state.upcoming_sleep >= policy.deadline_s
-        return late or state.attempt_number >= policy.attempts
-
-    def before_sleep(state: tenacity.RetryCallState) -> None:
-        last, why = timeline[-1], "backoff" if timeline[-1].retry_after_s is None else "Retry-After"
-        last.decision = f"retrying in {state.upcoming_sleep:.2f} s ({why})"
-        LOG.info("attempt %d failed (%s); %s", last.number, last.outcome, last.decision)
-
-    retrying = tenacity.Retrying(
-        sleep=sleep,
-        stop=stop,
-        wait=wait,
-        retry=tenacity.retry_if_exception_type(retryable) if repeatable else tenacity.retry_never,
-        before_sleep=before_sleep,
-        reraise=True,  # the caller gets the real 503 or ConnectError, not tenacity's RetryError
-    )
-    try:
-        return retrying(attempt)
-    except httpx.HTTPError as err:
-        last, n, gave_up = timeline[-1], len(timeline), repeatable and isinstance(err, retryable)
-        why = f"after {n} attempts" if n >= policy.attempts else "to keep the deadline"
-        last.decision = f"gave up {why}" if gave_up else "not retried"
-        err.add_note(f"{last.decision}: {', '.join(a.outcome for a in timeline)}")
-        raise
+    return retries(attempt)
 
 
 # --- Demo plumbing -------------------------------------------------------------------------------
@@ -155,17 +181,16 @@ DEMO_STEPS = ((503, None), (429, 1), None, (200, None))  # (status, Retry-After)
 
 
 class ScriptedHandler(BaseHTTPRequestHandler):
-    """Answers by path: /flaky/<client> walks DEMO_STEPS, /always/<status>[/<retry-after>]."""
+    """Walks DEMO_STEPS, a step per request to the same path, then stays on the last one."""
 
-    served: dict[str, int]  # per client, fresh per server; a client asks one at a time: no lock
+    def __init__(self, *args: Any, visits: dict[str, int], **kwargs: Any) -> None:
+        self.visits = visits  # per server; one client at a time per path, so no lock
+        super().__init__(*args, **kwargs)  # this handles the request, so it comes last
 
     def answer(self) -> None:
-        kind, _, rest = urlsplit(self.path).path.strip("/").partition("/")
-        status, _, after = rest.partition("/")
-        seen = self.served[rest] = self.served.get(rest, 0) + 1
-        step = DEMO_STEPS[min(seen, len(DEMO_STEPS)) - 1] if kind == "flaky" else (404, None)
-        if kind == "always" and status.isdigit():
-            step = int(status), int(after) if after.isdigit() else None
+        seen = self.visits.get(self.path, 0)
+        self.visits[self.path] = seen + 1
+        step = DEMO_STEPS[min(seen, len(DEMO_STEPS) - 1)]
         if step is None:
             return  # close without a word: the client sees httpx.RemoteProtocolError
         self.send_response(step[0])
@@ -173,19 +198,17 @@ class ScriptedHandler(BaseHTTPRequestHandler):
             self.send_header("Retry-After", str(step[1]))
         self.end_headers()
 
-    do_GET = do_HEAD = do_PUT = do_DELETE = do_POST = answer  # noqa: N815 - http.server's names
+    # http.server's names: every method the CLI offers gets the same scripted answers.
+    do_GET = do_HEAD = do_OPTIONS = do_TRACE = do_PUT = do_DELETE = do_POST = answer  # noqa: N815
 
-    def log_message(self, format: str, *args: object) -> None: ...  # quiet: see the timeline
-
-
-class DemoServer(ThreadingHTTPServer):
-    request_queue_size = 64  # a herd of 50 connects at once; a backlog of 5 would drop SYNs
+    def log_message(self, format: str, *args: object) -> None:
+        """Quiet: the timeline says what happened."""
 
 
 @contextmanager
 def demo_server() -> Generator[str]:
     """Serve the scripted answers on a free loopback port; stopped on the way out, Ctrl-C too."""
-    server = DemoServer(("127.0.0.1", 0), type("Handler", (ScriptedHandler,), {"served": {}}))
+    server = ThreadingHTTPServer(("127.0.0.1", 0), partial(ScriptedHandler, visits={}))
     threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
     try:
         yield f"http://127.0.0.1:{server.server_port}"
@@ -194,106 +217,152 @@ def demo_server() -> Generator[str]:
         server.server_close()  # shutdown() has waited for serve_forever() to return
 
 
-def run_clients(urls: list[str], method: str, policy: RetryPolicy, headers: dict[str, str],
-                timelines: list[list[Attempt]]) -> None:  # fmt: skip
-    """One daemon thread per client, sharing a thread-safe httpx.Client; Ctrl-C ends join()."""
-
-    def client(url: str, timeline: list[Attempt]) -> None:
-        with suppress(httpx.HTTPError):  # the timeline says how it ended
-            fetch(http, method, url, policy, timeline, headers)
-
-    http = httpx.Client(follow_redirects=True)
-    threads = [threading.Thread(target=client, args=job, name=f"client {n}", daemon=True)
-               for n, job in enumerate(zip(urls, timelines, strict=True), start=1)]  # fmt: skip
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    http.close()  # not on Ctrl-C: closing it under a running thread makes that thread fail
+def attempts_text(count: int) -> str:
+    return "1 attempt" if count == 1 else f"{count} attempts"
 
 
-def render(timelines: list[list[Attempt]], title: str) -> Table:
-    """One client's timeline; for several, when each attempt went out and how spread out."""
-    if len(timelines) == 1:
-        table = Table("attempt", "t+ s", "outcome", "decision", title=title)
-        for a in timelines[0]:
-            table.add_row(str(a.number), f"{a.at_s:.2f}", a.outcome, a.decision)
-        return table
-    rounds = [[a.at_s for t in timelines for a in t if a.number == n] for n in range(1, 21)]
-    end = max(0.1, *(a.at_s for t in timelines for a in t))
-    table = Table("attempt", "clients", "spread s", f"sent at t+ 0 to {end:.2f} s", title=title)
-    for n, times in enumerate(filter(None, rounds), start=1):
-        hits = {int(t / end * 39) for t in times}  # one character per 1/40 of the run
-        strip = "".join("|" if b in hits else "." for b in range(40))
-        table.add_row(str(n), str(len(times)), f"{max(times) - min(times):.2f}", strip)
-    return table
+class Timeline:
+    """The demo's view of one call, through tenacity's hooks: a line per attempt, on stderr."""
+
+    def __init__(self) -> None:
+        self.started = time.monotonic()
+        self.sent_at_s = 0.0
+        self.outcomes: list[str] = []
+        self.status: int | None = None
+        self.decision = ""
+
+    def before(self, retry_state: tenacity.RetryCallState) -> None:
+        self.sent_at_s = time.monotonic() - self.started
+
+    def before_sleep(self, retry_state: tenacity.RetryCallState) -> None:
+        why = "backoff" if server_wait_s(retry_state) is None else "Retry-After"
+        wait = f"retrying in {retry_state.upcoming_sleep:.2f} s ({why})"
+        self.record(last_error(retry_state), wait)
+
+    def record(self, result: httpx.Response | BaseException | None, decision: str) -> None:
+        if isinstance(result, httpx.HTTPStatusError):
+            result = result.response
+        if isinstance(result, httpx.Response):
+            self.status = result.status_code
+            outcome = f"{result.status_code} {result.reason_phrase}".strip()
+        else:  # no answer at all
+            self.status = None
+            outcome = type(result).__name__
+        self.outcomes.append(outcome)
+        self.decision = decision
+        line = f"attempt {len(self.outcomes)}: {outcome}; {decision}"
+        click.echo(f"t+{self.sent_at_s:.2f} s  {line}", err=True)
 
 
 # --- CLI -----------------------------------------------------------------------------------------
 
 
+class FiniteFloat(click.FloatRange):
+    """A FloatRange that also refuses nan and inf, which slip past its bounds."""
+
+    def convert(
+        self, value: Any, param: click.Parameter | None, ctx: click.Context | None
+    ) -> float:
+        number = super().convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number", param, ctx)
+        return number
+
+
 def check_url(_ctx: click.Context, _param: click.Parameter, value: str | None) -> str | None:
-    parts = urlsplit(value or "http://default")
-    if parts.scheme not in ("http", "https") or not parts.hostname:
+    try:
+        url = httpx.URL(value or "http://default")
+        host = url.host  # decoding an IDNA name ("xn--...") may fail too
+    except (httpx.InvalidURL, UnicodeError) as err:  # e.g. "http://[::1/"
+        raise click.BadParameter(f"{value!r} is not a valid URL: {err}") from err
+    if url.scheme not in ("http", "https") or not host:
         raise click.BadParameter(f"expected an http(s):// URL with a host, got {value!r}")
     return value
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
-@click.option("--url", callback=check_url, help="Call this URL instead of the embedded server.")
-@click.option("--attempts", type=click.IntRange(1, 20), default=5, help="The first one included.")
-@click.option("--deadline", type=click.FloatRange(0, 3600, min_open=True), default=15.0)
-@click.option("--max-wait", type=click.FloatRange(0, 600), default=5.0, help="Cap on one wait.")
-@click.option("--method", type=click.Choice(sorted(IDEMPOTENT_METHODS | {"POST"})), default="GET")
-@click.option("--idempotency-key", help="Sent as Idempotency-Key: makes a POST retryable.")
-@click.option("--clients", type=click.IntRange(1, 50), default=1, help="Clients at once.")
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of a table.")
-def cli(url: str | None, attempts: int, deadline: float, max_wait: float, method: str,
-        idempotency_key: str | None, clients: int, as_json: bool) -> None:  # fmt: skip
+@click.option("--url", callback=check_url, help="Call this URL instead of the demo server.")
+@click.option(
+    "--attempts",
+    type=click.IntRange(1, 20),
+    default=5,
+    help="How many tries at most, the first one included.",
+)
+@click.option(
+    "--deadline",
+    type=FiniteFloat(0, 3600, min_open=True),
+    default=15.0,
+    help="Seconds for the whole call: no retry is planned past it.",
+)
+@click.option(
+    "--max-wait",
+    type=FiniteFloat(0, 600),
+    default=5.0,
+    help="Longest wait in seconds; a server asking for more gets no retry.",
+)
+@click.option(
+    "--method",
+    type=click.Choice(sorted(IDEMPOTENT_METHODS | {"POST"})),
+    default="GET",
+    help="HTTP method; only idempotent ones are retried without a key.",
+)
+@click.option("--idempotency-key", help="Sent as Idempotency-Key, which makes a POST retryable.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of a summary.")
+def cli(
+    url: str | None,
+    attempts: int,
+    deadline: float,
+    max_wait: float,
+    method: str,
+    idempotency_key: str | None,
+    as_json: bool,
+) -> None:
     """Call a flaky HTTP service, retrying only what is worth retrying."""
-    logging.basicConfig(format="%(threadName)s: %(message)s", stream=sys.stderr)
-    LOG.setLevel(logging.INFO)  # our retry lines, not httpx's per-request ones
     headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
-    timelines, started = [list[Attempt]() for _ in range(clients)], time.monotonic()
+    policy = RetryPolicy(attempts=attempts, deadline_s=deadline, max_wait_s=max_wait)
     with demo_server() if url is None else nullcontext(url) as base:
-        title = f"{method} {url or base + '/flaky/<n>'}, {clients} client(s)"
-        click.echo(f"{title}: up to {attempts} attempts within {deadline:g} s", err=True)
-        urls = [url or f"{base}/flaky/{n}" for n in range(1, clients + 1)]
-        try:
-            run_clients(urls, method, RetryPolicy(attempts, deadline, max_wait), headers, timelines)
-        except KeyboardInterrupt as err:  # one line with what happened so far, for main()
-            for handler in logging.root.handlers:  # held for good: no client logs after this
-                handler.acquire()
-            done = [a.outcome for t in timelines for a in t]
-            so_far = f"after {len(done)} attempts: {', '.join(dict.fromkeys(done))}"  # each once
-            raise click.Abort(f"interrupted {so_far}" if done else "") from err
-    finals = [t[-1] for t in timelines]
-    failed = [f"{a.decision}: {a.outcome}" for a in finals if a.decision != "done"]
+        target = url or f"{base}/flaky"
+        click.echo(
+            f"{method} {target}: up to {attempts_text(attempts)} in {deadline:g} s", err=True
+        )
+        # Each attempt is bounded by the client's timeout, cut to the deadline.
+        with httpx.Client(timeout=min(5.0, deadline), follow_redirects=True) as client:
+            timeline = Timeline()
+            retries = retrying(policy, before=timeline.before, before_sleep=timeline.before_sleep)
+            try:
+                timeline.record(fetch(client, method, target, retries, headers), "done")
+            except httpx.HTTPError as err:  # fetch() notes why it gave up; no note: not retried
+                timeline.record(err, getattr(err, "__notes__", ["not retried"])[-1])
+            except KeyboardInterrupt as err:  # one line with what happened so far, for run()
+                done = attempts_text(len(timeline.outcomes))
+                so_far = ", ".join(timeline.outcomes) or "no answer yet"
+                raise click.Abort(f"interrupted after {done}: {so_far}") from err
     result = {
-        "succeeded": not failed,
-        "attempts": sum(map(len, timelines)),
-        "elapsed_s": round(time.monotonic() - started, 3),
-        "status": finals[0].status if len({a.status for a in finals}) == 1 else None,
+        "succeeded": timeline.decision == "done",
+        "attempts": len(timeline.outcomes),
+        "elapsed_s": round(time.monotonic() - timeline.started, 3),
+        "status": timeline.status,
     }
-    if as_json:
-        click.echo(json.dumps(result))
-    else:
-        Console(markup=False).print(render(timelines, title))  # URLs are not markup
-        click.echo(", ".join(f"{key} {value}" for key, value in result.items()))
-    if failed:  # with several clients, the first failure stands for the rest
-        raise click.ClickException(failed[0])
+    click.echo(json.dumps(result) if as_json else ", ".join(f"{k} {v}" for k, v in result.items()))
+    if timeline.decision != "done":
+        raise click.ClickException(f"{timeline.outcomes[-1]}; {timeline.decision}")
+
+
+def run(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI and return its exit code: 0 ok, 1 failure, 2 bad usage, 130 Ctrl-C."""
+    try:
+        code = cli.main(args=argv, standalone_mode=False)
+    except click.ClickException as err:  # a UsageError is one too, with exit code 2
+        click.echo(f"error: {err.format_message()}", err=True)
+        return err.exit_code
+    except click.Abort as err:  # Ctrl-C: click's own Abort, or ours carrying the partial results
+        click.echo(str(err) or "interrupted", err=True)
+        return 130
+    return code if isinstance(code, int) else 0  # ctx.exit(n) comes back here as n
 
 
 def main() -> None:
-    """Run the CLI with the collection's exit codes: 0 ok, 1 failure, 2 bad usage, 130 Ctrl-C."""
-    try:
-        cli.main(standalone_mode=False)
-    except click.ClickException as err:  # bad usage (a UsageError, 2) or a runtime failure (1)
-        click.echo(f"error: {err.format_message()}", err=True)
-        sys.exit(err.exit_code)
-    except click.Abort as err:  # Ctrl-C: click's own, bare, or ours with the partial results
-        click.echo(str(err) or "interrupted", err=True)
-        sys.exit(130)
+    sys.exit(run())
 
 
 if __name__ == "__main__":
