@@ -16,24 +16,22 @@ When to use:   Zero dependencies: stdlib-only environments (a system Python, a c
                pip, a script copied onto a server), tiny tools and one-off scripts.
 When not to:   Nested groups, env-var options, state shared with subcommands and CliRunner tests
                come built into click (cli_click.py is this tool); here each is written by hand.
-Run:           uv run scripts/cli_argparse.py           (no command: a demo on a generated log)
-               uv run scripts/cli_argparse.py generate access.log --lines 50000
-               uv run scripts/cli_argparse.py top access.log --by status --json -o top.json
-Try it:        top access.log --limit 0, then the same with cli_click.py: compare the two messages.
-               -o report.txt stats access.log: the table lands in the file and stdout stays empty.
+Run:           uv run scripts/cli_argparse.py           (no command: a demo on a built-in log)
+               uv run scripts/cli_argparse.py stats access.log --exclude /healthz
+               uv run scripts/cli_argparse.py top access.log --by status --limit 3 --json
+Try it:        A log to try: your own, or `uv run scripts/atomic_write.py --output access.log`.
+               top access.log --limit 0, then the same with cli_click.py: compare the two messages.
+               top access.log --by ip | head -3: the pipe closes early, and the tool ends quietly.
 """
 
 import argparse
 import json
 import os
-import random
 import re
 import sys
-import tempfile
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -52,10 +50,6 @@ class LogEntry:
     path: str
     status: int
     size: int
-
-    @property
-    def status_class(self) -> str:
-        return f"{self.status // 100}xx"
 
 
 @dataclass(frozen=True)
@@ -87,26 +81,25 @@ def parse_line(text: str) -> LogEntry | None:
     return LogEntry(match["ip"], match["path"], int(match["status"]), size)
 
 
-def read_log(path: Path, skip: tuple[str, ...] = (), status: str | None = None) -> list[LogEntry]:
-    """Requests in a log file, minus paths starting with a `skip` prefix, of one status class."""
+def read_log(lines: Iterable[str], source: str, skip: tuple[str, ...] = ()) -> list[LogEntry]:
+    """The requests in a log (an open file, any lines) but those to paths starting with `skip`."""
     entries: list[LogEntry] = []
     try:
-        with path.open(encoding="utf-8") as lines:
-            for number, line in enumerate(lines, start=1):
-                if not line.strip():
-                    continue
-                entry = parse_line(line)
-                if entry is None:  # refuse a wrong file rather than report an empty log
-                    raise BadLogError(f"{path}, line {number}: not an access-log line")
-                if status in (None, entry.status_class) and not entry.path.startswith(skip):
-                    entries.append(entry)
-    except UnicodeDecodeError as err:
-        raise BadLogError(f"{path}: not a text file ({err.reason})") from err
+        for number, line in enumerate(lines, start=1):
+            if not line.strip():
+                continue
+            entry = parse_line(line)
+            if entry is None:  # refuse a wrong file rather than report an empty log
+                raise BadLogError(f"{source}, line {number}: not an access-log line")
+            if not entry.path.startswith(skip):
+                entries.append(entry)
+    except UnicodeDecodeError as err:  # a file opened as text that is not text
+        raise BadLogError(f"{source}: not a text file ({err.reason})") from err
     return entries
 
 
 def summarise(entries: Sequence[LogEntry]) -> LogStats:
-    classes = Counter(entry.status_class for entry in entries)
+    classes = Counter(f"{entry.status // 100}xx" for entry in entries)
     return LogStats(
         requests=len(entries),
         clients=len({entry.ip for entry in entries}),
@@ -124,35 +117,17 @@ def top_counts(entries: Sequence[LogEntry], by: str, limit: int) -> list[Count]:
 
 # --- Demo plumbing -------------------------------------------------------------------------------
 
-# A small service's traffic: health checks, an API and static files, from a hundred clients.
-SAMPLE_PATHS = {"/healthz": 30, "/api/orders": 25, "/api/users": 15, "/static/app.js": 20, "/": 10}
-SAMPLE_STATUSES = {200: 86, 304: 6, 404: 5, 503: 3}
-DEMO_LINES = 2_000
-
-
-def sample_lines(count: int, seed: int = 7) -> Iterator[str]:
-    """A deterministic Common Log Format sample: same seed, same lines."""
-    rng = random.Random(seed)  # noqa: S311 - demo data, not security
-    time = datetime(2026, 1, 1, tzinfo=UTC)
-    for _ in range(count):
-        time += timedelta(seconds=rng.expovariate(2.0))  # about two requests a second
-        path = rng.choices(list(SAMPLE_PATHS), weights=list(SAMPLE_PATHS.values()))[0]
-        status = rng.choices(list(SAMPLE_STATUSES), weights=list(SAMPLE_STATUSES.values()))[0]
-        size = 0 if status == 304 else rng.randint(200, 5_000)
-        ip = f"10.0.{rng.randint(0, 3)}.{rng.randint(1, 25)}"
-        yield f'{ip} - - [{time:%d/%b/%Y:%H:%M:%S %z}] "GET {path} HTTP/1.1" {status} {size}\n'
-
-
-def write_atomically(path: Path, lines: Iterable[str]) -> int:
-    """Write lines to path and return its size; a failure or Ctrl-C leaves no half-written file."""
-    partial = path.with_name(path.name + ".partial")
-    try:
-        with partial.open("w", encoding="utf-8") as out:
-            out.writelines(lines)
-        partial.replace(path)  # atomic: readers see the old file or the whole new one
-    finally:
-        partial.unlink(missing_ok=True)  # still there only if writing failed or was interrupted
-    return path.stat().st_size
+# The demo's input: a small service's requests, in the Common and Combined Log Formats.
+DEMO_LOG = [
+    '10.0.0.1 - - [01/Jan/2026:10:00:00 +0000] "GET /healthz HTTP/1.1" 200 2',
+    '10.0.0.2 - - [01/Jan/2026:10:00:01 +0000] "GET /api/orders?page=2 HTTP/1.1" 200 1843',
+    '10.0.0.3 - ann [01/Jan/2026:10:00:01 +0000] "POST /api/orders HTTP/1.1" 201 512',
+    '10.0.0.1 - - [01/Jan/2026:10:00:02 +0000] "GET /healthz HTTP/1.1" 200 2',
+    '10.0.0.4 - - [01/Jan/2026:10:00:03 +0000] "GET /static/app.js HTTP/1.1" 304 -',
+    '10.0.0.2 - - [01/Jan/2026:10:00:04 +0000] "GET /api/users/7 HTTP/1.1" 404 153',
+    '10.0.0.5 - - [01/Jan/2026:10:00:05 +0000] "GET /api/orders HTTP/1.1" 503 97 "-" "curl/8.5"',
+    '10.0.0.1 - - [01/Jan/2026:10:00:06 +0000] "GET /healthz HTTP/1.1" 200 2',
+]
 
 
 def plural(count: int, noun: str) -> str:
@@ -162,10 +137,12 @@ def plural(count: int, noun: str) -> str:
 
 def stats_text(stats: LogStats, source: str) -> str:
     """The stats as a plain-text table: no rich without dependencies."""
-    rows = [("clients", f"{stats.clients:,}")]
-    rows += [(name, f"{requests:,}") for name, requests in stats.status_classes.items()]
-    rows += [("5xx rate", f"{stats.error_rate:.2%}"), ("bytes sent", f"{stats.bytes_sent:,}")]
-    lines = [f"{label:<12}{value:>12}" for label, value in rows]
+    rows = {"clients": f"{stats.clients:,}"}
+    for name, requests in stats.status_classes.items():
+        rows[name] = f"{requests:,}"
+    rows["5xx rate"] = f"{stats.error_rate:.2%}"
+    rows["bytes sent"] = f"{stats.bytes_sent:,}"
+    lines = [f"{label:<12}{value:>12}" for label, value in rows.items()]
     return "\n".join([f"{plural(stats.requests, 'request')} in {source}", *lines])
 
 
@@ -179,6 +156,7 @@ def counts_text(counts: Sequence[Count], by: str) -> str:
 # --- CLI -----------------------------------------------------------------------------------------
 
 EXCLUDE_ENV = "ACCESSLOG_EXCLUDE"  # --exclude's fallback, a space-separated list of prefixes
+EXCLUDE_HELP = f"leave out paths starting with PREFIX (repeatable; default: ${EXCLUDE_ENV})"
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -195,12 +173,6 @@ class CommandError(Exception):
     """An expected failure: one line and exit code 1, as click.ClickException is in cli_click."""
 
 
-@dataclass(frozen=True)
-class Report:
-    payload: dict[str, Any]  # for --json
-    text: str  # for people
-
-
 def existing_file(text: str) -> Path:
     """type= for an input file, so a missing one is a usage error naming the argument."""
     path = Path(text)
@@ -211,19 +183,15 @@ def existing_file(text: str) -> Path:
     return path
 
 
-def int_between(low: int, high: int) -> Callable[[str], int]:
-    """type= for a whole number from low to high: argparse's int has no range."""
-
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-        if not low <= value <= high:
-            raise argparse.ArgumentTypeError(f"{value} is not between {low} and {high}")
-        return value
-
-    return parse
+def row_limit(text: str) -> int:
+    """type= for --limit: a whole number from 1 to 1000 (argparse's int has no range)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if not 1 <= value <= 1_000:
+        raise argparse.ArgumentTypeError(f"{value} is not between 1 and 1000")
+    return value
 
 
 def shared_options(default: Any = None) -> OneLineParser:
@@ -234,110 +202,68 @@ def shared_options(default: Any = None) -> OneLineParser:
     """
     options = OneLineParser(add_help=False, argument_default=default)
     options.add_argument("--json", action="store_true", help="print one JSON object, not text")
-    options.add_argument(
-        "-o", "--output", type=Path, metavar="FILE", help="write the output to FILE, not stdout"
-    )
-    options.add_argument(
-        "--exclude",
-        action="append",
-        metavar="PREFIX",
-        help=f"leave out paths starting with PREFIX (repeatable; default: ${EXCLUDE_ENV})",
-    )
-    options.add_argument("--status", choices=STATUS_CLASSES, help="only count this status class")
+    options.add_argument("--exclude", action="append", metavar="PREFIX", help=EXCLUDE_HELP)
     return options
 
 
 def load(args: argparse.Namespace, path: Path) -> list[LogEntry]:
     """The requests in a log the user named; whatever goes wrong is one line, exit 1."""
-    exclude = args.exclude or os.environ.get(EXCLUDE_ENV, "").split()  # the flag wins
     try:
-        return read_log(path, tuple(exclude), args.status)
+        with path.open(encoding="utf-8") as lines:
+            return read_log(lines, str(path), tuple(args.exclude))
     except BadLogError as err:
         raise CommandError(str(err)) from err
     except OSError as err:  # unreadable: permissions, a device, a failing disk
         raise CommandError(f"cannot read {path}: {err.strerror}") from err
 
 
-def stats_report(args: argparse.Namespace) -> Report:
-    stats = summarise(load(args, args.file))
-    return Report(asdict(stats), stats_text(stats, args.file.name))
+def show(args: argparse.Namespace, payload: dict[str, Any], *texts: str) -> None:
+    """One JSON object on stdout for machines, or plain text for people."""
+    text = json.dumps(payload) if args.json else "\n\n".join(texts)
+    sys.stdout.write(text + "\n")
 
 
-def top_report(args: argparse.Namespace) -> Report:
-    counts = top_counts(load(args, args.file), args.by, args.limit)
-    payload = {"by": args.by, "top": [asdict(count) for count in counts]}
-    return Report(payload, counts_text(counts, args.by))
-
-
-def generate_report(args: argparse.Namespace) -> Report:
-    sys.stderr.write(f"writing {plural(args.lines, 'request')} to {args.file}\n")
-    try:
-        size = write_atomically(args.file, sample_lines(args.lines))
-    except OSError as err:
-        raise CommandError(f"cannot write {args.file}: {err.strerror}") from err
-    payload = {"file": str(args.file), "requests": args.lines, "bytes": size}
-    return Report(payload, f"wrote {plural(args.lines, 'request')} ({size:,} bytes) to {args.file}")
-
-
-def demo_report(args: argparse.Namespace) -> Report:
-    sys.stderr.write(f"no command: a demo on {DEMO_LINES:,} generated requests (see --help)\n")
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "access.log"
-        write_atomically(path, sample_lines(DEMO_LINES))
-        entries = load(args, path)
+def demo(args: argparse.Namespace) -> None:
+    sys.stderr.write(f"no command: a demo on {len(DEMO_LOG)} requests (see --help)\n")
+    entries = read_log(DEMO_LOG, "the demo", tuple(args.exclude))
     stats = summarise(entries)
     counts = top_counts(entries, "path", 5)
     payload = {"stats": asdict(stats), "top": [asdict(count) for count in counts]}
-    return Report(payload, f"{stats_text(stats, 'the demo')}\n\n{counts_text(counts, 'path')}")
+    show(args, payload, stats_text(stats, "the demo"), counts_text(counts, "path"))
+
+
+def stats_command(args: argparse.Namespace) -> None:
+    stats = summarise(load(args, args.file))
+    show(args, asdict(stats), stats_text(stats, args.file.name))
+
+
+def top_command(args: argparse.Namespace) -> None:
+    counts = top_counts(load(args, args.file), args.by, args.limit)
+    payload = {"by": args.by, "top": [asdict(count) for count in counts]}
+    show(args, payload, counts_text(counts, args.by))
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = OneLineParser(
         prog="cli_argparse",
-        description="Analyse web access logs offline. With no command: a demo on a generated log.",
+        description="Analyse web access logs offline. With no command: a demo.",
         parents=[shared_options()],
     )
     parser.add_argument("--version", action="version", version="%(prog)s 1.0.0")
-    parser.set_defaults(handler=demo_report)
+    parser.set_defaults(handler=demo)
     after = [shared_options(argparse.SUPPRESS)]  # the same options after the command's name
     commands = parser.add_subparsers(title="commands", metavar="COMMAND")
 
     stats = commands.add_parser("stats", parents=after, help="requests, clients and error rate")
     stats.add_argument("file", type=existing_file, metavar="FILE")
-    stats.set_defaults(handler=stats_report)
+    stats.set_defaults(handler=stats_command)
 
     top = commands.add_parser("top", parents=after, help="the busiest paths, statuses or IPs")
     top.add_argument("file", type=existing_file, metavar="FILE")
-    top.add_argument(
-        "--by", choices=TOP_KEYS, default="path", help="count by this field (default: path)"
-    )
-    top.add_argument(
-        "--limit", type=int_between(1, 1_000), default=10, help="rows to show, 1-1000 (default: 10)"
-    )
-    top.set_defaults(handler=top_report)
-
-    generate = commands.add_parser("generate", parents=after, help="write a sample log to FILE")
-    generate.add_argument("file", type=Path, metavar="FILE")
-    generate.add_argument(
-        "--lines",
-        type=int_between(1, 10_000_000),
-        default=DEMO_LINES,
-        help=f"how many requests to write (default: {DEMO_LINES:,})",
-    )
-    generate.set_defaults(handler=generate_report)
+    top.add_argument("--by", choices=TOP_KEYS, default="path", help="count by (default: path)")
+    top.add_argument("--limit", type=row_limit, default=10, help="1-1000 rows (default: 10)")
+    top.set_defaults(handler=top_command)
     return parser
-
-
-def write_output(args: argparse.Namespace, report: Report) -> None:
-    """Text or JSON, on stdout or, with -o, in a file written whole or not at all."""
-    text = json.dumps(report.payload) if args.json else report.text
-    if args.output is None:
-        sys.stdout.write(text + "\n")
-        return
-    try:
-        write_atomically(args.output, [text + "\n"])
-    except OSError as err:
-        raise CommandError(f"cannot write {args.output}: {err.strerror}") from err
 
 
 def run(argv: Sequence[str] | None = None) -> int:
@@ -346,9 +272,10 @@ def run(argv: Sequence[str] | None = None) -> int:
         args = build_parser().parse_args(argv)
     except SystemExit as done:  # --help, --version, or a usage error argparse has reported
         return done.code if isinstance(done.code, int) else 0
+    if not args.exclude:  # no --exclude given: the environment's list, if any (the flag wins)
+        args.exclude = os.environ.get(EXCLUDE_ENV, "").split()
     try:
-        report = args.handler(args)
-        write_output(args, report)
+        args.handler(args)
     except CommandError as err:
         sys.stderr.write(f"error: {err}\n")
         return 1

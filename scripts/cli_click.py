@@ -10,8 +10,8 @@
 # ///
 """Build a command-line tool with click: subcommands, typed options and exit codes to rely on.
 
-Pattern:       A click group is one tool with subcommands. Options they share (--json, --exclude,
-               --status) reach them as a typed dataclass on ctx.obj, before or after the command.
+Pattern:       A click group is one tool with subcommands. Options they share (--json, --exclude)
+               reach them as a typed dataclass on ctx.obj, given before or after the command.
                Types (Path, Choice, IntRange) refuse bad input before your code runs, naming the
                parameter; envvar= lets the environment supply a value. Commands stay thin: parse,
                call a plain function, print rich tables or one JSON object. run() makes every error
@@ -20,29 +20,25 @@ When to use:   Tools with several verbs or many options: nested groups, env-var 
                options, and tests that run a command in-process with click's CliRunner.
 When not to:   A ten-line script, or a machine where nothing can be installed: use argparse
                (cli_argparse.py is this tool on the standard library). Typer builds on click.
-Run:           uv run scripts/cli_click.py              (no command: a demo on a generated log)
-               uv run scripts/cli_click.py generate access.log --lines 50000
-               uv run scripts/cli_click.py top access.log --by path --limit 3 --status 5xx --json
-Try it:        top access.log --limit 0: one line naming --limit, exit 2 (echo $?).
+Run:           uv run scripts/cli_click.py              (no command: a demo on a built-in log)
+               uv run scripts/cli_click.py stats access.log --exclude /healthz
+               uv run scripts/cli_click.py top access.log --by status --limit 3 --json
+Try it:        A log to try: your own, or `uv run scripts/atomic_write.py --output access.log`.
+               top access.log --limit 0: one line naming --limit, exit 2 (echo $?).
                ACCESSLOG_EXCLUDE=/healthz before `stats access.log`: health checks leave the counts.
-               generate big.log --lines 10000000, Ctrl-C: "interrupted", exit 130, no half a file.
 """
 
 import json
-import random
 import re
 import sys
-import tempfile
 from collections import Counter
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, replace
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import click
 from rich.console import Console, RenderableType
-from rich.progress import Progress
 from rich.table import Table
 
 # --- The pattern ---------------------------------------------------------------------------------
@@ -61,10 +57,6 @@ class LogEntry:
     path: str
     status: int
     size: int
-
-    @property
-    def status_class(self) -> str:
-        return f"{self.status // 100}xx"
 
 
 @dataclass(frozen=True)
@@ -96,26 +88,25 @@ def parse_line(text: str) -> LogEntry | None:
     return LogEntry(match["ip"], match["path"], int(match["status"]), size)
 
 
-def read_log(path: Path, skip: tuple[str, ...] = (), status: str | None = None) -> list[LogEntry]:
-    """Requests in a log file, minus paths starting with a `skip` prefix, of one status class."""
+def read_log(lines: Iterable[str], source: str, skip: tuple[str, ...] = ()) -> list[LogEntry]:
+    """The requests in a log (an open file, any lines) but those to paths starting with `skip`."""
     entries: list[LogEntry] = []
     try:
-        with path.open(encoding="utf-8") as lines:
-            for number, line in enumerate(lines, start=1):
-                if not line.strip():
-                    continue
-                entry = parse_line(line)
-                if entry is None:  # refuse a wrong file rather than report an empty log
-                    raise BadLogError(f"{path}, line {number}: not an access-log line")
-                if status in (None, entry.status_class) and not entry.path.startswith(skip):
-                    entries.append(entry)
-    except UnicodeDecodeError as err:
-        raise BadLogError(f"{path}: not a text file ({err.reason})") from err
+        for number, line in enumerate(lines, start=1):
+            if not line.strip():
+                continue
+            entry = parse_line(line)
+            if entry is None:  # refuse a wrong file rather than report an empty log
+                raise BadLogError(f"{source}, line {number}: not an access-log line")
+            if not entry.path.startswith(skip):
+                entries.append(entry)
+    except UnicodeDecodeError as err:  # a file opened as text that is not text
+        raise BadLogError(f"{source}: not a text file ({err.reason})") from err
     return entries
 
 
 def summarise(entries: Sequence[LogEntry]) -> LogStats:
-    classes = Counter(entry.status_class for entry in entries)
+    classes = Counter(f"{entry.status // 100}xx" for entry in entries)
     return LogStats(
         requests=len(entries),
         clients=len({entry.ip for entry in entries}),
@@ -133,35 +124,17 @@ def top_counts(entries: Sequence[LogEntry], by: str, limit: int) -> list[Count]:
 
 # --- Demo plumbing -------------------------------------------------------------------------------
 
-# A small service's traffic: health checks, an API and static files, from a hundred clients.
-SAMPLE_PATHS = {"/healthz": 30, "/api/orders": 25, "/api/users": 15, "/static/app.js": 20, "/": 10}
-SAMPLE_STATUSES = {200: 86, 304: 6, 404: 5, 503: 3}
-DEMO_LINES = 2_000
-
-
-def sample_lines(count: int, seed: int = 7) -> Iterator[str]:
-    """A deterministic Common Log Format sample: same seed, same lines."""
-    rng = random.Random(seed)  # noqa: S311 - demo data, not security
-    time = datetime(2026, 1, 1, tzinfo=UTC)
-    for _ in range(count):
-        time += timedelta(seconds=rng.expovariate(2.0))  # about two requests a second
-        path = rng.choices(list(SAMPLE_PATHS), weights=list(SAMPLE_PATHS.values()))[0]
-        status = rng.choices(list(SAMPLE_STATUSES), weights=list(SAMPLE_STATUSES.values()))[0]
-        size = 0 if status == 304 else rng.randint(200, 5_000)
-        ip = f"10.0.{rng.randint(0, 3)}.{rng.randint(1, 25)}"
-        yield f'{ip} - - [{time:%d/%b/%Y:%H:%M:%S %z}] "GET {path} HTTP/1.1" {status} {size}\n'
-
-
-def write_atomically(path: Path, lines: Iterable[str]) -> int:
-    """Write lines to path and return its size; a failure or Ctrl-C leaves no half-written file."""
-    partial = path.with_name(path.name + ".partial")
-    try:
-        with partial.open("w", encoding="utf-8") as out:
-            out.writelines(lines)
-        partial.replace(path)  # atomic: readers see the old file or the whole new one
-    finally:
-        partial.unlink(missing_ok=True)  # still there only if writing failed or was interrupted
-    return path.stat().st_size
+# The demo's input: a small service's requests, in the Common and Combined Log Formats.
+DEMO_LOG = [
+    '10.0.0.1 - - [01/Jan/2026:10:00:00 +0000] "GET /healthz HTTP/1.1" 200 2',
+    '10.0.0.2 - - [01/Jan/2026:10:00:01 +0000] "GET /api/orders?page=2 HTTP/1.1" 200 1843',
+    '10.0.0.3 - ann [01/Jan/2026:10:00:01 +0000] "POST /api/orders HTTP/1.1" 201 512',
+    '10.0.0.1 - - [01/Jan/2026:10:00:02 +0000] "GET /healthz HTTP/1.1" 200 2',
+    '10.0.0.4 - - [01/Jan/2026:10:00:03 +0000] "GET /static/app.js HTTP/1.1" 304 -',
+    '10.0.0.2 - - [01/Jan/2026:10:00:04 +0000] "GET /api/users/7 HTTP/1.1" 404 153',
+    '10.0.0.5 - - [01/Jan/2026:10:00:05 +0000] "GET /api/orders HTTP/1.1" 503 97 "-" "curl/8.5"',
+    '10.0.0.1 - - [01/Jan/2026:10:00:06 +0000] "GET /healthz HTTP/1.1" 200 2',
+]
 
 
 def plural(count: int, noun: str) -> str:
@@ -195,7 +168,6 @@ class Settings:
 
     as_json: bool = False
     exclude: tuple[str, ...] = ()
-    status_class: str | None = None
 
     def show(self, payload: dict[str, Any], *human: RenderableType) -> None:
         """One JSON object on stdout for machines, or rich renderables for people."""
@@ -208,7 +180,8 @@ class Settings:
     def load(self, path: Path) -> list[LogEntry]:
         """The requests in a log the user named; whatever goes wrong is one line, exit 1."""
         try:
-            return read_log(path, self.exclude, self.status_class)
+            with path.open(encoding="utf-8") as lines:
+                return read_log(lines, str(path), self.exclude)
         except BadLogError as err:
             raise click.ClickException(str(err)) from err
         except OSError as err:  # unreadable: permissions, a device, a failing disk
@@ -217,16 +190,16 @@ class Settings:
 
 def override(ctx: click.Context, param: click.Parameter, value: Any) -> None:
     """Callback of a shared option given after the subcommand: it overrides the group's value."""
-    if value and param.name:  # given: the flag, a PREFIX or a class; the name is a Settings field
+    if value and param.name:  # given: the flag, or a PREFIX; the name is a Settings field
         ctx.obj = replace(ctx.obj, **{param.name: value})
 
 
 pass_settings = click.make_pass_decorator(Settings)
 # Missing or a directory: usage error (exit 2). Unreadable: the OS's reason, at run time (exit 1).
 LOG_FILE = click.Path(exists=True, dir_okay=False, readable=False, path_type=Path)
+CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "show_default": True}
 JSON_HELP = "Print one JSON object instead of tables."
 EXCLUDE_HELP = "Leave out requests whose path starts with PREFIX (repeatable)."
-STATUS_HELP = "Only count requests of this status class."
 # The shared options once more, for each subcommand, so `stats access.log --json` works too.
 json_after = click.option(
     "--json", "as_json", is_flag=True, expose_value=False, callback=override, help=JSON_HELP
@@ -239,17 +212,9 @@ exclude_after = click.option(
     callback=override,
     help=EXCLUDE_HELP,
 )
-status_after = click.option(
-    "--status",
-    "status_class",
-    type=click.Choice(STATUS_CLASSES),
-    expose_value=False,
-    callback=override,
-    help=STATUS_HELP,
-)
 
 
-@click.group(invoke_without_command=True, context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(invoke_without_command=True, context_settings=CONTEXT_SETTINGS)
 @click.version_option("1.0.0", prog_name="cli_click")
 @click.option("--json", "as_json", is_flag=True, help=JSON_HELP)
 @click.option(
@@ -260,23 +225,17 @@ status_after = click.option(
     show_envvar=True,
     help=EXCLUDE_HELP,
 )
-@click.option("--status", "status_class", type=click.Choice(STATUS_CLASSES), help=STATUS_HELP)
 @click.pass_context
-def cli(
-    ctx: click.Context, as_json: bool, exclude: tuple[str, ...], status_class: str | None
-) -> None:
-    """Analyse web-server access logs offline. With no command: a demo on a generated log."""
-    ctx.obj = Settings(as_json, exclude, status_class)
+def cli(ctx: click.Context, as_json: bool, exclude: tuple[str, ...]) -> None:
+    """Analyse web-server access logs offline. With no command: a demo."""
+    ctx.obj = Settings(as_json, exclude)
     if ctx.invoked_subcommand is None:
         demo(ctx.obj)
 
 
 def demo(settings: Settings) -> None:
-    click.echo(f"no command: a demo on {DEMO_LINES:,} generated requests (see --help)", err=True)
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "access.log"
-        write_atomically(path, sample_lines(DEMO_LINES))
-        entries = settings.load(path)
+    click.echo(f"no command: a demo on {len(DEMO_LOG)} requests (see --help)", err=True)
+    entries = read_log(DEMO_LOG, "the demo", settings.exclude)
     stats = summarise(entries)
     counts = top_counts(entries, "path", 5)
     payload = {"stats": asdict(stats), "top": [asdict(count) for count in counts]}
@@ -287,7 +246,6 @@ def demo(settings: Settings) -> None:
 @click.argument("file", type=LOG_FILE)
 @json_after
 @exclude_after
-@status_after
 @pass_settings
 def stats_command(settings: Settings, file: Path) -> None:
     """Requests, clients, status classes and error rate of FILE."""
@@ -298,54 +256,17 @@ def stats_command(settings: Settings, file: Path) -> None:
 @cli.command("top")
 @click.argument("file", type=LOG_FILE)
 @click.option(
-    "--by",
-    type=click.Choice(TOP_KEYS),
-    default="path",
-    show_default=True,
-    help="Group requests by this field.",
+    "--by", type=click.Choice(TOP_KEYS), default="path", help="Count requests by this field."
 )
-@click.option(
-    "--limit",
-    type=click.IntRange(1, 1_000),
-    default=10,
-    show_default=True,
-    help="Show at most this many rows.",
-)
+@click.option("--limit", type=click.IntRange(1, 1_000), default=10, help="How many rows to show.")
 @json_after
 @exclude_after
-@status_after
 @pass_settings
 def top_command(settings: Settings, file: Path, by: str, limit: int) -> None:
     """The busiest paths, status codes or client IPs in FILE."""
     counts = top_counts(settings.load(file), by, limit)
     payload = {"by": by, "top": [asdict(count) for count in counts]}
     settings.show(payload, counts_table(counts, by))
-
-
-@cli.command("generate")
-@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
-@click.option(
-    "--lines",
-    type=click.IntRange(1, 10_000_000),
-    default=DEMO_LINES,
-    show_default=True,
-    help="How many requests to write.",
-)
-@click.option("--seed", type=int, default=7, show_default=True, help="Same seed, same file.")
-@json_after
-@pass_settings
-def generate_command(settings: Settings, file: Path, lines: int, seed: int) -> None:
-    """Write a sample access log to FILE, so every command can be tried offline."""
-    click.echo(f"writing {plural(lines, 'request')} to {file}", err=True)
-    console = Console(stderr=True)  # progress on stderr, off when it is not a terminal
-    with Progress(console=console, transient=True, disable=not console.is_terminal) as progress:
-        sample = progress.track(sample_lines(lines, seed), total=lines)
-        try:
-            size = write_atomically(file, sample)
-        except OSError as err:
-            raise click.ClickException(f"cannot write {file}: {err.strerror}") from err
-    payload = {"file": str(file), "requests": lines, "bytes": size}
-    settings.show(payload, f"wrote {plural(lines, 'request')} ({size:,} bytes) to {file}")
 
 
 def run(argv: Sequence[str] | None = None) -> int:

@@ -1,7 +1,8 @@
 """Tests for scripts/cli_argparse.py: run() in-process, then the script as a user runs it.
 
 The log core it shares with cli_click.py is tested against both lessons in test_cli_click.py,
-which also holds `independent_stats`, the oracle for what `stats --json` must report.
+which also holds the helpers both modules use: `write_sample_log` writes a log to analyse, and
+`independent_stats` is the oracle for what `stats --json` must report of it.
 """
 
 import argparse
@@ -15,7 +16,7 @@ import pytest
 
 import cli_argparse
 from conftest import ROOT, RUN_TIMEOUT_S, Invocation, ScriptRunner
-from test_cli_click import independent_stats
+from test_cli_click import independent_stats, json_of, write_sample_log
 
 Invoke = Callable[..., Invocation]
 EXCLUDE_ENV = "ACCESSLOG_EXCLUDE"
@@ -27,13 +28,12 @@ BAD_ARGUMENTS = [
     pytest.param(["stats", "no-such.log"], "FILE", id="missing file"),
     pytest.param(["stats", "."], "FILE", id="directory"),
     pytest.param(["top", "LOG", "--by", "referrer"], "--by", id="unknown choice"),
-    pytest.param(["--status", "6xx", "stats", "LOG"], "--status", id="unknown status class"),
-    pytest.param(["stats", "LOG", "--status", "6xx"], "--status", id="unknown status class after"),
     pytest.param(["--colour", "stats", "LOG"], "--colour", id="unknown option"),
     pytest.param(["stats", "LOG", "--colour"], "--colour", id="unknown option after"),
     pytest.param(["top"], "FILE", id="missing argument"),
-    pytest.param(["-o"], "--output", id="option without its value"),
-    pytest.param(["stats", "LOG", "-o"], "--output", id="option without its value after"),
+    pytest.param(["--exclude"], "--exclude", id="option without its value"),
+    pytest.param(["stats", "LOG", "--exclude"], "--exclude", id="option without its value after"),
+    pytest.param(["stats", "LOG", "--by", "ip"], "--by", id="option of another command"),
     pytest.param(["tail", "LOG"], "COMMAND", id="unknown command"),
 ]
 
@@ -45,19 +45,11 @@ def no_exclude_in_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.fixture
 def log(tmp_path: Path) -> Path:
-    path = tmp_path / "access.log"
-    cli_argparse.write_atomically(path, cli_argparse.sample_lines(1_000))
-    return path
+    return write_sample_log(tmp_path / "access.log", 1_000)
 
 
 def with_log(args: list[str], log: Path) -> list[str]:
     return [str(log) if arg == "LOG" else arg for arg in args]
-
-
-def json_of(result: Invocation) -> dict:
-    assert result.code == 0, result.stderr
-    assert result.stdout.count("\n") == 1  # one object, one line, nothing else on stdout
-    return json.loads(result.stdout)
 
 
 # --- run(), in-process ---------------------------------------------------------------------------
@@ -70,27 +62,23 @@ def test_json_is_one_object_on_stdout(invoke: Invoke, log: Path) -> None:
 @pytest.mark.parametrize(
     "args",
     [
-        ["--json", "-o", "OUT", "--status", "5xx", "stats", "LOG"],
-        ["stats", "LOG", "--json", "-o", "OUT", "--status", "5xx"],
-        ["--json", "stats", "LOG", "--output", "OUT", "--status", "5xx"],
-        ["-o", "OUT", "--status", "5xx", "stats", "LOG", "--json"],
+        ["--json", "--exclude", "/healthz", "stats", "LOG"],
+        ["stats", "LOG", "--json", "--exclude", "/healthz"],
+        ["--json", "stats", "LOG", "--exclude", "/healthz"],
+        ["--exclude", "/healthz", "stats", "LOG", "--json"],
     ],
     ids=["before", "after", "json before", "json after"],
 )
 def test_shared_options_work_before_and_after_the_command(
-    invoke: Invoke, tmp_path: Path, log: Path, args: list[str]
+    invoke: Invoke, log: Path, args: list[str]
 ) -> None:
-    out = tmp_path / "stats.json"
-    result = invoke(
-        cli_argparse.run, *(str(out) if arg == "OUT" else arg for arg in with_log(args, log))
-    )
-    assert (result.code, result.stdout, result.stderr) == (0, "", "")
-    assert json.loads(out.read_text(encoding="utf-8")) == independent_stats(log, "5xx")
+    result = invoke(cli_argparse.run, *with_log(args, log))
+    assert json_of(result) == independent_stats(log, "/healthz")
 
 
 def test_an_option_after_the_command_overrides_the_one_before(invoke: Invoke, log: Path) -> None:
-    args = ["--json", "--status", "2xx", "stats", str(log), "--status", "5xx"]
-    assert json_of(invoke(cli_argparse.run, *args)) == independent_stats(log, "5xx")
+    args = ["--json", "--exclude", "/api", "stats", str(log), "--exclude", "/healthz"]
+    assert json_of(invoke(cli_argparse.run, *args)) == independent_stats(log, "/healthz")
 
 
 def test_top_by_status_with_a_limit(invoke: Invoke, log: Path) -> None:
@@ -128,43 +116,31 @@ def test_exclude_falls_back_to_the_environment(
     assert requests("stats", str(log), "--exclude", "/nothing") == everything
 
 
-@pytest.mark.parametrize("as_json", [False, True])
-def test_output_option_writes_the_file_not_stdout(
-    invoke: Invoke, tmp_path: Path, log: Path, as_json: bool
-) -> None:
-    out = tmp_path / "report.txt"
-    args = ["-o", str(out), "stats", str(log)]
-    if as_json:
-        args.append("--json")
-    assert invoke(cli_argparse.run, *args) == Invocation(0, "", "")
-    text = out.read_text(encoding="utf-8")
-    if as_json:
-        assert json.loads(text) == independent_stats(log)
-    else:
-        assert text.startswith("1,000 requests in access.log\n")
-
-
-def test_generate_writes_the_sample(invoke: Invoke, tmp_path: Path) -> None:
-    path = tmp_path / "sample.log"
-    result = json_of(invoke(cli_argparse.run, "generate", str(path), "--lines", "300", "--json"))
-    assert result == {"file": str(path), "requests": 300, "bytes": path.stat().st_size}
-    assert path.read_text(encoding="utf-8") == "".join(cli_argparse.sample_lines(300))
+def test_the_stats_as_a_plain_text_table(invoke: Invoke, log: Path) -> None:
+    result = invoke(cli_argparse.run, "stats", str(log))
+    title, *rows = result.stdout.splitlines()
+    assert title == "1,000 requests in access.log"
+    labels = [row[:12].strip() for row in rows]
+    assert labels == ["clients", "2xx", "3xx", "4xx", "5xx", "5xx rate", "bytes sent"]
+    assert len({len(row) for row in rows}) == 1  # values line up on the right
 
 
 def test_one_request_is_not_requests(invoke: Invoke, tmp_path: Path) -> None:
-    path = tmp_path / "one.log"
-    generated = invoke(cli_argparse.run, "generate", str(path), "--lines", "1")
-    assert generated.stderr == f"writing 1 request to {path}\n"
-    assert generated.stdout.startswith("wrote 1 request (")
+    path = write_sample_log(tmp_path / "one.log", 1)
     assert invoke(cli_argparse.run, "stats", str(path)).stdout.startswith("1 request in one.log\n")
 
 
 def test_no_command_runs_the_demo(invoke: Invoke) -> None:
     result = invoke(cli_argparse.run)
     assert result.code == 0
-    assert result.stdout.startswith("2,000 requests in the demo\n")
-    assert "Top 5 by path" in result.stdout
-    assert "no command" in result.stderr
+    assert result.stdout.startswith("8 requests in the demo\n")
+    assert "\n\nTop 5 by path\n" in result.stdout
+    assert result.stderr == "no command: a demo on 8 requests (see --help)\n"
+
+
+def test_the_demo_takes_the_shared_options(invoke: Invoke) -> None:
+    demo = json_of(invoke(cli_argparse.run, "--exclude", "/healthz", "--json"))
+    assert demo["stats"]["requests"] == 5  # the demo log's 8, less its 3 health checks
 
 
 def test_version(invoke: Invoke) -> None:
@@ -175,7 +151,7 @@ def test_help_lists_the_shared_options_after_a_command(invoke: Invoke) -> None:
     result = invoke(cli_argparse.run, "stats", "--help")
     assert (result.code, result.stderr) == (0, "")
     assert result.stdout.startswith("usage: cli_argparse stats")
-    for option in ["--json", "--output", "--exclude", "--status"]:
+    for option in ["--json", "--exclude"]:
         assert option in result.stdout
 
 
@@ -221,24 +197,16 @@ def test_an_unreadable_file_is_a_runtime_error(invoke: Invoke) -> None:
     assert result == Invocation(1, "", "error: cannot read /proc/self/mem: Input/output error\n")
 
 
-@pytest.mark.parametrize("where", ["before", "after"])
-def test_unwritable_output_is_a_runtime_error(
-    invoke: Invoke, tmp_path: Path, log: Path, where: str
+def test_ctrl_c_is_one_line_and_exit_130(
+    invoke: Invoke, monkeypatch: pytest.MonkeyPatch, log: Path
 ) -> None:
-    out = tmp_path / "missing" / "report.txt"
-    args = ["-o", str(out), "stats", str(log)]
-    if where == "after":
-        args = ["stats", str(log), "-o", str(out)]
-    result = invoke(cli_argparse.run, *args)
-    assert result == Invocation(1, "", f"error: cannot write {out}: No such file or directory\n")
-    assert not out.parent.exists()
+    """Reading a log takes no time to interrupt: Ctrl-C arrives as the KeyboardInterrupt it is."""
 
+    def interrupted(entries: object) -> None:
+        raise KeyboardInterrupt
 
-def test_an_unwritable_sample_is_a_runtime_error(invoke: Invoke, tmp_path: Path) -> None:
-    path = tmp_path / "missing" / "sample.log"
-    result = invoke(cli_argparse.run, "generate", str(path), "--lines", "10")
-    assert result.code == 1
-    assert result.stderr.endswith(f"error: cannot write {path}: No such file or directory\n")
+    monkeypatch.setattr(cli_argparse, "summarise", interrupted)
+    assert invoke(cli_argparse.run, "stats", str(log)) == Invocation(130, "", "interrupted\n")
 
 
 # --- the script, as a user runs it ---------------------------------------------------------------
@@ -248,7 +216,7 @@ def test_default_run_json(runner: ScriptRunner) -> None:
     proc = runner.run("cli_argparse", "--json")
     assert proc.returncode == 0, proc.stderr
     result = json.loads(proc.stdout)
-    assert result["stats"]["requests"] == 2_000
+    assert result["stats"]["requests"] == len(cli_argparse.DEMO_LOG)
     assert len(result["top"]) == 5
 
 
@@ -284,10 +252,3 @@ def test_a_closed_stdout_ends_quietly(runner: ScriptRunner, log: Path, unbuffere
     finally:
         os.close(write_end)
     assert (proc.returncode, proc.stderr) == (1, "")
-
-
-def test_ctrl_c_exits_130_and_leaves_no_half_file(runner: ScriptRunner, tmp_path: Path) -> None:
-    path = tmp_path / "big.log"
-    args = ["generate", str(path), "--lines", "10000000"]
-    assert runner.ctrl_c("cli_argparse", *args, ready="writing") == "interrupted"
-    assert list(tmp_path.iterdir()) == []  # neither big.log nor big.log.partial

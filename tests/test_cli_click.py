@@ -1,11 +1,13 @@
 """Tests for scripts/cli_click.py: the log core, commands in-process, the script as users run it.
 
 The log core is the same in cli_click.py and cli_argparse.py (so the two CLIs compare line by
-line), so its tests here run against both; tests/test_cli_argparse.py tests only its CLI, and
-`independent_stats` below is the oracle both CLI test modules check the figures against.
+line), so its tests here run against both; tests/test_cli_argparse.py tests only its CLI. Both
+CLI test modules share the two helpers below the core tests: `write_sample_log`, which writes a
+log of their own, and `independent_stats`, the oracle that counts it without the lessons' regex.
 """
 
 import json
+import random
 from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
@@ -42,7 +44,6 @@ def entries(core: ModuleType) -> list:
 def test_parse_line_reads_combined_and_common_format(core: ModuleType) -> None:
     assert core.parse_line(COMBINED) == core.LogEntry("10.0.0.1", "/api?id=3", 503, 120)
     assert core.parse_line(COMMON) == core.LogEntry("10.0.0.2", "/healthz", 204, 0)
-    assert core.parse_line(COMBINED).status_class == "5xx"
 
 
 @pytest.mark.parametrize("text", ["hello", '1.2.3.4 - - [t] "GET / HTTP/1.1" ok 12', "{}"])
@@ -50,19 +51,24 @@ def test_parse_line_refuses_other_text(core: ModuleType, text: str) -> None:
     assert core.parse_line(text) is None
 
 
-def test_read_log_skips_blank_lines_and_filters(core: ModuleType, tmp_path: Path) -> None:
+def test_read_log_skips_blank_lines_and_excluded_paths(core: ModuleType) -> None:
+    lines = [COMBINED, "\n", COMMON]
+    assert [entry.ip for entry in core.read_log(lines, "log")] == ["10.0.0.1", "10.0.0.2"]
+    assert [entry.path for entry in core.read_log(lines, "log", skip=("/health",))] == ["/api?id=3"]
+
+
+def test_read_log_reads_an_open_file(core: ModuleType, tmp_path: Path) -> None:
     path = tmp_path / "access.log"
-    path.write_text(f"{COMBINED}\n{COMMON}", encoding="utf-8")
-    assert [entry.ip for entry in core.read_log(path)] == ["10.0.0.1", "10.0.0.2"]
-    assert [entry.path for entry in core.read_log(path, skip=("/health",))] == ["/api?id=3"]
-    assert [entry.status for entry in core.read_log(path, status="2xx")] == [204]
+    path.write_text(COMBINED + COMMON, encoding="utf-8")
+    with path.open(encoding="utf-8") as lines:
+        assert len(core.read_log(lines, str(path))) == 2
 
 
 @pytest.mark.parametrize(
     ("content", "problem"),
     [
-        (f"{COMBINED}not a request\n".encode(), "line 2: not an access-log line"),
-        (b"\xff\xfe", "text"),
+        (f"{COMBINED}not a request\n".encode(), "access.log, line 2: not an access-log line"),
+        (b"\xff\xfe", "access.log: not a text file"),
     ],
 )
 def test_read_log_refuses_what_is_not_a_log(
@@ -70,8 +76,8 @@ def test_read_log_refuses_what_is_not_a_log(
 ) -> None:
     path = tmp_path / "access.log"
     path.write_bytes(content)
-    with pytest.raises(core.BadLogError, match=problem):
-        core.read_log(path)
+    with path.open(encoding="utf-8") as lines, pytest.raises(core.BadLogError, match=problem):
+        core.read_log(lines, "access.log")
 
 
 def test_summarise_a_known_sample(core: ModuleType) -> None:
@@ -92,54 +98,39 @@ def test_top_counts_most_requests_first(core: ModuleType) -> None:
     assert len(by_ip) == 3
 
 
-def test_sample_is_deterministic_and_parses(core: ModuleType, tmp_path: Path) -> None:
-    path = tmp_path / "access.log"
-    size = core.write_atomically(path, core.sample_lines(500, seed=3))
-    assert size == path.stat().st_size
-    assert path.read_text(encoding="utf-8") == "".join(core.sample_lines(500, seed=3))
-    assert path.read_text(encoding="utf-8") != "".join(core.sample_lines(500, seed=4))
-    assert core.summarise(core.read_log(path)).requests == 500
+def test_the_demo_log_is_a_log(core: ModuleType) -> None:
+    """Every line of the built-in demo parses, in both lessons alike."""
+    assert all(core.parse_line(line) for line in core.DEMO_LOG)
+    assert core.DEMO_LOG == cli_click.DEMO_LOG
+    assert len(core.read_log(core.DEMO_LOG, "the demo")) == len(core.DEMO_LOG)
 
 
-def test_interrupted_write_keeps_the_old_file(core: ModuleType, tmp_path: Path) -> None:
-    def interrupted() -> object:
-        yield "half a line"
-        raise KeyboardInterrupt
-
-    path = tmp_path / "access.log"
-    path.write_text("old\n", encoding="utf-8")
-    with pytest.raises(KeyboardInterrupt):
-        core.write_atomically(path, interrupted())
-    assert path.read_text(encoding="utf-8") == "old\n"
-    assert list(tmp_path.iterdir()) == [path]  # no .partial left behind
+# --- shared by both CLI test modules -------------------------------------------------------------
 
 
-def test_both_lessons_analyse_the_same_sample() -> None:
-    assert "".join(cli_click.sample_lines(300)) == "".join(cli_argparse.sample_lines(300))
-
-
-# --- the commands, in-process --------------------------------------------------------------------
-
-
-@pytest.fixture(autouse=True)
-def no_exclude_in_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv(EXCLUDE_ENV, raising=False)
-
-
-@pytest.fixture
-def log(tmp_path: Path) -> Path:
-    path = tmp_path / "access.log"
-    cli_click.write_atomically(path, cli_click.sample_lines(1_000))
+def write_sample_log(path: Path, lines: int, seed: int = 7) -> Path:
+    """A deterministic Common Log Format file: health checks, an API and static files."""
+    rng = random.Random(seed)  # noqa: S311 - test data, not security
+    paths = {"/healthz": 30, "/api/orders": 25, "/api/users": 15, "/static/app.js": 20, "/": 10}
+    statuses = {200: 86, 304: 6, 404: 5, 503: 3}
+    with path.open("w", encoding="utf-8") as out:
+        for number in range(lines):
+            ip = f"10.0.{rng.randint(0, 3)}.{rng.randint(1, 25)}"
+            where = rng.choices(list(paths), weights=list(paths.values()))[0]
+            status = rng.choices(list(statuses), weights=list(statuses.values()))[0]
+            size = rng.randint(200, 5_000)
+            time = f"01/Jan/2026:00:{number // 60 % 60:02d}:{number % 60:02d} +0000"
+            out.write(f'{ip} - - [{time}] "GET {where} HTTP/1.1" {status} {size}\n')
     return path
 
 
-def independent_stats(log: Path, status_class: str | None = None) -> dict:
+def independent_stats(log: Path, exclude: str | None = None) -> dict:
     """What `stats --json` must say of a sample log, counted with str.split, not the regex."""
     requests = []
     for line in log.read_text(encoding="utf-8").splitlines():
-        ip, *_, status, size = line.split()  # IP - - [TIME] "GET PATH HTTP/1.1" STATUS SIZE
-        if status_class is None or status[0] == status_class[0]:
-            requests.append((ip, status, int(size)))
+        fields = line.split()  # IP - - [DAY:TIME ZONE] "GET PATH HTTP/1.1" STATUS SIZE
+        if exclude is None or not fields[6].startswith(exclude):
+            requests.append((fields[0], fields[8], int(fields[9])))
     classes = dict.fromkeys(cli_click.STATUS_CLASSES, 0)
     for _, status, _ in requests:
         classes[f"{status[0]}xx"] += 1
@@ -158,6 +149,19 @@ def json_of(result: Invocation) -> dict:
     return json.loads(result.stdout)
 
 
+# --- the commands, in-process --------------------------------------------------------------------
+
+
+@pytest.fixture(autouse=True)
+def no_exclude_in_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(EXCLUDE_ENV, raising=False)
+
+
+@pytest.fixture
+def log(tmp_path: Path) -> Path:
+    return write_sample_log(tmp_path / "access.log", 1_000)
+
+
 def test_json_is_one_object_on_stdout(invoke: Invoke, log: Path) -> None:
     assert json_of(invoke(cli_click.run, "--json", "stats", str(log))) == independent_stats(log)
 
@@ -165,10 +169,10 @@ def test_json_is_one_object_on_stdout(invoke: Invoke, log: Path) -> None:
 @pytest.mark.parametrize(
     "args",
     [
-        ["--json", "--status", "5xx", "stats", "LOG"],
-        ["stats", "LOG", "--json", "--status", "5xx"],
-        ["--json", "stats", "LOG", "--status", "5xx"],
-        ["--status", "5xx", "stats", "LOG", "--json"],
+        ["--json", "--exclude", "/healthz", "stats", "LOG"],
+        ["stats", "LOG", "--json", "--exclude", "/healthz"],
+        ["--json", "stats", "LOG", "--exclude", "/healthz"],
+        ["--exclude", "/healthz", "stats", "LOG", "--json"],
     ],
     ids=["before", "after", "json before", "json after"],
 )
@@ -176,21 +180,18 @@ def test_shared_options_work_before_and_after_the_command(
     invoke: Invoke, log: Path, args: list[str]
 ) -> None:
     args = [str(log) if arg == "LOG" else arg for arg in args]
-    assert json_of(invoke(cli_click.run, *args)) == independent_stats(log, "5xx")
+    assert json_of(invoke(cli_click.run, *args)) == independent_stats(log, "/healthz")
 
 
-def test_every_command_takes_json_after_its_name(invoke: Invoke, log: Path, tmp_path: Path) -> None:
+def test_every_command_takes_json_after_its_name(invoke: Invoke, log: Path) -> None:
     top = json_of(invoke(cli_click.run, "top", str(log), "--by", "status", "--json"))
     assert top["by"] == "status"
-    path = tmp_path / "sample.log"
-    assert json_of(invoke(cli_click.run, "generate", str(path), "--json"))["requests"] == 2_000
+    assert json_of(invoke(cli_click.run, "stats", str(log), "--json"))["requests"] == 1_000
 
 
 def test_an_option_after_the_command_overrides_the_one_before(invoke: Invoke, log: Path) -> None:
-    stats = json_of(
-        invoke(cli_click.run, "--json", "--status", "2xx", "stats", str(log), "--status", "5xx")
-    )
-    assert stats == independent_stats(log, "5xx")
+    args = ["--json", "--exclude", "/api", "stats", str(log), "--exclude", "/healthz"]
+    assert json_of(invoke(cli_click.run, *args)) == independent_stats(log, "/healthz")
 
 
 def test_top_by_status_with_a_limit(invoke: Invoke, log: Path) -> None:
@@ -204,11 +205,10 @@ def test_top_by_status_with_a_limit(invoke: Invoke, log: Path) -> None:
     assert counts == sorted(counts, reverse=True)
 
 
-def test_status_filter_reaches_top(invoke: Invoke, log: Path) -> None:
-    top = json_of(
-        invoke(cli_click.run, "top", str(log), "--by", "status", "--status", "5xx", "--json")
-    )
-    assert [row["key"] for row in top["top"]] == ["503"]
+def test_exclude_reaches_top(invoke: Invoke, log: Path) -> None:
+    top = json_of(invoke(cli_click.run, "top", str(log), "--exclude", "/healthz", "--json"))
+    assert "/healthz" not in [row["key"] for row in top["top"]]
+    assert len(top["top"]) == 4
 
 
 def test_exclude_falls_back_to_the_environment(
@@ -237,23 +237,18 @@ def test_tables_for_people(invoke: Invoke, log: Path) -> None:
 def test_no_command_runs_the_demo(invoke: Invoke) -> None:
     result = invoke(cli_click.run)
     assert result.code == 0, result.stderr
-    assert "2,000 requests in the demo" in result.stdout
+    assert "8 requests in the demo" in result.stdout
     assert "Top 5 by path" in result.stdout
-    assert "no command" in result.stderr
+    assert result.stderr == "no command: a demo on 8 requests (see --help)\n"
 
 
-def test_generate_writes_the_sample(invoke: Invoke, tmp_path: Path) -> None:
-    path = tmp_path / "sample.log"
-    result = invoke(cli_click.run, "--json", "generate", str(path), "--lines", "300", "--seed", "5")
-    assert json_of(result) == {"file": str(path), "requests": 300, "bytes": path.stat().st_size}
-    assert path.read_text(encoding="utf-8") == "".join(cli_click.sample_lines(300, seed=5))
+def test_the_demo_takes_the_shared_options(invoke: Invoke) -> None:
+    demo = json_of(invoke(cli_click.run, "--exclude", "/healthz", "--json"))
+    assert demo["stats"]["requests"] == 5  # the demo log's 8, less its 3 health checks
 
 
 def test_one_request_is_not_requests(invoke: Invoke, tmp_path: Path) -> None:
-    path = tmp_path / "one.log"
-    generated = invoke(cli_click.run, "generate", str(path), "--lines", "1")
-    assert generated.stderr == f"writing 1 request to {path}\n"
-    assert generated.stdout.startswith("wrote 1 request (")
+    path = write_sample_log(tmp_path / "one.log", 1)
     assert "1 request in one.log" in invoke(cli_click.run, "stats", str(path)).stdout
 
 
@@ -270,12 +265,12 @@ def test_version(invoke: Invoke) -> None:
         (["stats", "missing.log"], "'FILE'"),  # missing file
         (["stats", "."], "'FILE'"),  # a directory
         (["top", "LOG", "--by", "referrer"], "'--by'"),  # unknown choice
-        (["--status", "6xx", "stats", "LOG"], "'--status'"),  # unknown choice, before the command
-        (["stats", "LOG", "--status", "6xx"], "'--status'"),  # and after it
         (["stats"], "'FILE'"),  # missing argument
+        (["--exclude"], "'--exclude'"),  # an option without its value, before the command
+        (["stats", "LOG", "--exclude"], "'--exclude'"),  # and after it
         (["stats", "LOG", "--colour"], "--colour"),  # unknown option
         (["--colour", "stats", "LOG"], "--colour"),
-        (["generate", "LOG", "--status", "5xx"], "--status"),  # nothing to filter in generate
+        (["stats", "LOG", "--by", "ip"], "--by"),  # an option of another command
         (["tail", "LOG"], "tail"),  # unknown command
     ],
 )
@@ -309,13 +304,6 @@ def test_an_unreadable_file_is_a_runtime_error(invoke: Invoke) -> None:
     assert result.stderr == "error: cannot read /proc/self/mem: Input/output error\n"
 
 
-def test_an_unwritable_file_is_a_runtime_error(invoke: Invoke, tmp_path: Path) -> None:
-    path = tmp_path / "missing" / "sample.log"
-    result = invoke(cli_click.run, "generate", str(path), "--lines", "10")
-    assert result.code == 1
-    assert result.stderr.endswith(f"error: cannot write {path}: No such file or directory\n")
-
-
 def test_paths_that_look_like_markup_are_printed_as_they_are(
     invoke: Invoke, tmp_path: Path
 ) -> None:
@@ -326,6 +314,20 @@ def test_paths_that_look_like_markup_are_printed_as_they_are(
     assert "/a[/b]/[red]x" in result.stdout
 
 
+def test_ctrl_c_is_one_line_and_exit_130(
+    invoke: Invoke, monkeypatch: pytest.MonkeyPatch, log: Path
+) -> None:
+    """Reading a log takes no time to interrupt: Ctrl-C arrives as the KeyboardInterrupt it is."""
+
+    def interrupted(entries: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli_click, "summarise", interrupted)
+    result = invoke(cli_click.run, "stats", str(log))
+    assert (result.code, result.stdout) == (130, "")
+    assert result.stderr.strip() == "interrupted"  # after a newline: click ends the ^C line
+
+
 # --- the script, as a user runs it ---------------------------------------------------------------
 
 
@@ -333,7 +335,7 @@ def test_default_run_json(runner: ScriptRunner) -> None:
     proc = runner.run("cli_click", "--json")
     assert proc.returncode == 0, proc.stderr
     result = json.loads(proc.stdout)
-    assert result["stats"]["requests"] == 2_000
+    assert result["stats"]["requests"] == len(cli_click.DEMO_LOG)
     assert len(result["top"]) == 5
 
 
@@ -343,10 +345,3 @@ def test_runtime_error_is_one_line_and_exit_1(runner: ScriptRunner, tmp_path: Pa
     proc = runner.run("cli_click", "stats", str(path), "--json")
     assert (proc.returncode, proc.stdout) == (1, "")
     assert proc.stderr == f"error: {path}: not a text file (invalid start byte)\n"
-
-
-def test_ctrl_c_exits_130_and_leaves_no_half_file(runner: ScriptRunner, tmp_path: Path) -> None:
-    path = tmp_path / "big.log"
-    line = runner.ctrl_c("cli_click", "generate", str(path), "--lines", "10000000", ready="writing")
-    assert line == "interrupted"
-    assert list(tmp_path.iterdir()) == []  # neither big.log nor big.log.partial
