@@ -8,6 +8,7 @@ timeouts and the Ctrl-C procedure are the same for all of them. Bad arguments ne
 import contextlib
 import os
 import queue
+import select
 import signal
 import subprocess
 import threading
@@ -199,17 +200,40 @@ def _drain(lines: "queue.Queue[str | None]") -> list[str]:
             rest.append(line)
 
 
-def kill_group(pgid: int) -> bool:
-    """Kill whatever is left of a process group; True if a live process was left.
+# A process that ends by itself just after the script is not left behind: multiprocessing's
+# resource tracker, for one, exits when it reads the end of its pipe from the script (seen still
+# running 2 ms after uv exited, gone by 10 ms).
+SURVIVOR_GRACE_S = 0.5
+
+
+def kill_group(pgid: int, grace_s: float = SURVIVOR_GRACE_S) -> bool:
+    """Kill whatever of a process group still runs after grace_s; True if anything was left.
 
     A zombie (a process that has exited but whose parent has not yet collected its status) is
     not left running: it holds no resources but a table entry, and the OS reaps it a moment after
     its parent exits. Counting it would make the check race that reaping.
     """
-    alive = live_members(pgid)
+    deadline = time.monotonic() + grace_s
+    alive = [pid for pid in live_members(pgid) if not ends_by(pid, deadline)]
     with contextlib.suppress(ProcessLookupError):  # nothing left at all
         os.killpg(pgid, signal.SIGKILL)
     return bool(alive)
+
+
+def ends_by(pid: int, deadline: float) -> bool:
+    """Wait for any process (a child or not) to end, until `deadline`; True if it did.
+
+    A pidfd (Linux 5.3) becomes readable when its process exits: an event to wait on, no polling.
+    """
+    try:
+        pidfd = os.pidfd_open(pid)
+    except ProcessLookupError:  # gone already
+        return True
+    try:
+        ready, _, _ = select.select([pidfd], [], [], max(0.0, deadline - time.monotonic()))
+    finally:
+        os.close(pidfd)
+    return bool(ready)
 
 
 def live_members(pgid: int) -> list[int]:

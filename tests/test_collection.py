@@ -285,3 +285,12 @@ def test_survivor_check_counts_live_processes_only() -> None:
     os.waitid(os.P_PID, exited.pid, os.WEXITED | os.WNOWAIT)  # exited, and not yet reaped
     assert not kill_group(exited.pid)
     assert exited.wait(timeout=10) == 0
+
+
+def test_survivor_check_lets_a_process_finish_ending() -> None:
+    """A helper that ends on its own as the script goes (EOF on its pipe) is not left behind."""
+    ending = subprocess.Popen(["cat"], stdin=subprocess.PIPE, start_new_session=True)
+    assert ending.stdin is not None
+    ending.stdin.close()  # cat reads EOF and exits, as the resource tracker does
+    assert not kill_group(ending.pid)
+    assert ending.wait(timeout=10) == 0

@@ -1,18 +1,26 @@
-"""Tests for scripts/process_pool.py: the pattern directly, then the script as a user runs it."""
+"""Tests for scripts/process_pool.py: the pattern, the demo plumbing, the CLI in-process, then
+the real script where a real process is the point (a default run, an exit code, Ctrl-C)."""
 
 import json
 import math
 import multiprocessing
-import os
 import signal
 import threading
-from concurrent.futures import ThreadPoolExecutor
+import time
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 
 import pytest
 
 import process_pool
-from conftest import ScriptRunner
+from conftest import Invocation, ScriptRunner
+
+Invoke = Callable[..., Invocation]
+SPAWN = multiprocessing.get_context("spawn")
+# A worker that dies starting must surface at once. Start-up takes 0.1-1 s here; the old pattern
+# waited 30 s for it, so anything under this bound shows the failure was not waited out.
+PROMPTLY_S = 15.0
 
 # --- the pattern ---------------------------------------------------------------------------------
 
@@ -79,85 +87,86 @@ def test_map_bounded_pulls_tasks_lazily() -> None:
     assert len(pulled) <= 10 + 3
 
 
-def test_processes_give_the_serial_answer_and_leave_no_worker() -> None:
-    size, chunksize = 30_000, 1_000
-    serial = sum(map(process_pool.count_primes, process_pool.chunks(size, chunksize)))
+def count_on_a_plain_pool(size: int, chunksize: int) -> tuple[int, int, bool]:
+    """What a service would do: its own executor, the pattern's two calls, from its own thread."""
     before = set(multiprocessing.active_children())
-    with process_pool.process_pool(workers=2) as pool:
-        workers = set(multiprocessing.active_children()) - before
+    with ProcessPoolExecutor(2, mp_context=SPAWN) as pool:
+        process_pool.start_workers(pool, 2)
+        started = len(set(multiprocessing.active_children()) - before)
         tasks = process_pool.chunks(size, chunksize)
-        parallel = sum(process_pool.map_bounded(pool, process_pool.count_primes, tasks, 4))
-    assert len(workers) == 2
-    assert parallel == serial == sieve_count(size)
-    assert not any(worker.is_alive() for worker in workers)
+        total = sum(process_pool.map_bounded(pool, process_pool.count_primes, tasks, 4))
+    return started, total, threading.current_thread() is threading.main_thread()
 
 
-def test_workers_ignore_sigint_and_the_parent_does_not() -> None:
-    with process_pool.process_pool(workers=1) as pool:
+def test_the_core_runs_unchanged_on_a_plain_pool_from_another_thread() -> None:
+    before = set(multiprocessing.active_children())
+    with ThreadPoolExecutor(1) as caller:
+        started, total, on_main = caller.submit(count_on_a_plain_pool, 30_000, 1_000).result()
+    assert not on_main
+    assert started == 2  # every worker was started before the first task
+    assert total == sieve_count(30_000)
+    assert set(multiprocessing.active_children()) == before  # and none outlived the pool
+
+
+@pytest.mark.parametrize(
+    ("initializer", "initargs"),
+    [
+        (math.sqrt, (-1,)),  # raises ValueError: math domain error
+        (signal.raise_signal, (signal.SIGKILL,)),  # killed before it takes a task
+    ],
+    ids=["initializer-raises", "worker-killed"],
+)
+def test_a_worker_that_dies_starting_breaks_the_pool_at_once(
+    initializer: Callable[..., object], initargs: tuple[object]
+) -> None:
+    started = time.monotonic()
+    with ProcessPoolExecutor(2, SPAWN, initializer, initargs) as pool:
+        with pytest.raises(BrokenProcessPool):
+            process_pool.start_workers(pool, 2)
+        with pytest.raises(BrokenProcessPool):  # and it stays broken
+            pool.submit(abs, -1)
+    assert time.monotonic() - started < PROMPTLY_S
+
+
+# --- the demo plumbing ---------------------------------------------------------------------------
+
+
+def test_demo_workers_ignore_sigint_and_the_parent_keeps_its_own() -> None:
+    handler_before = signal.getsignal(signal.SIGINT)
+    with process_pool.demo_pool(workers=1) as pool:
         handler = pool.submit(signal.getsignal, signal.SIGINT).result()
         blocked = pool.submit(signal.pthread_sigmask, signal.SIG_BLOCK, []).result()
     assert handler == signal.SIG_IGN
-    assert signal.SIGINT not in blocked  # blocked while spawning; init_worker() unblocks it
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    assert signal.SIGINT not in blocked  # held while the worker started; ignore_sigint() lets go
+    assert signal.getsignal(signal.SIGINT) is handler_before
     assert signal.SIGINT not in signal.pthread_sigmask(signal.SIG_BLOCK, [])
 
 
-def block_forever(started: threading.Event) -> None:
-    """A task that overruns any grace period: only terminate() ends it."""
-    started.set()
-    threading.Event().wait()
+def test_a_ctrl_c_stop_ends_the_count_between_tasks() -> None:
+    run = process_pool.Run()
+    seen: list[int] = []
+
+    def results():
+        for value in (1, 2, 3):
+            seen.append(value)
+            if value == 2:
+                run.stop.set()  # as the SIGINT handler would, while a task runs
+            yield value
+
+    with pytest.raises(KeyboardInterrupt):
+        run.total(results())
+    assert seen == [1, 2]  # the third task was never asked for
 
 
-def test_leaving_the_pool_terminates_only_its_own_overrunning_workers() -> None:
-    # The manager is a child process too, started before the pool: it must be left alone.
-    with multiprocessing.get_context("spawn").Manager() as manager:
-        started = manager.Event()
-        before = set(multiprocessing.active_children())
-        with process_pool.process_pool(workers=1, grace_s=0.1) as pool:
-            (worker,) = set(multiprocessing.active_children()) - before
-            future = pool.submit(block_forever, started)
-            assert started.wait(timeout=60)
-        assert worker.exitcode == -signal.SIGTERM
-        with pytest.raises(BrokenProcessPool):
-            future.result(timeout=60)
-        assert started.is_set()  # the manager still answers
+def test_the_partial_results_say_where_and_what_so_far() -> None:
+    run = process_pool.Run()
+    assert run.summary() == "during the pool's start-up; fastest so far: none"
+    run.phase = "round 2 of 3: threads"
+    run.seconds = {"serial": [0.5, 0.25]}
+    assert run.summary() == "during round 2 of 3: threads; fastest so far: serial 0.25 s"
 
 
-def test_a_worker_that_dies_breaks_the_pool() -> None:
-    before = set(multiprocessing.active_children())
-    with process_pool.process_pool(workers=2) as pool:
-        workers = set(multiprocessing.active_children()) - before
-        pool.submit(os._exit, 1)
-        results = process_pool.map_bounded(pool, abs, range(-40, 0), 2)
-        with pytest.raises(BrokenProcessPool):
-            list(results)
-    assert not any(worker.is_alive() for worker in workers)
-
-
-# --- the script, as a user runs it ---------------------------------------------------------------
-
-
-def test_json_has_the_timings_and_a_matching_result(runner: ScriptRunner) -> None:
-    proc = runner.run("process_pool", "--size", "60000", "--chunksize", "5000", "--json")
-    assert proc.returncode == 0, proc.stderr
-    report = json.loads(proc.stdout)
-    for key in ("serial_s", "threads_s", "processes_s", "startup_s", "speedup"):
-        assert isinstance(report[key], float)
-        assert report[key] > 0
-    assert report["workers"] == process_pool.WORKERS
-    assert report["tasks"] == 12
-    assert report["result"] == sieve_count(60_000)
-    assert report["results_match"] is True
-    assert report["speedup"] == pytest.approx(report["serial_s"] / report["processes_s"], rel=0.01)
-
-
-def test_default_table_shows_three_modes(runner: ScriptRunner) -> None:
-    proc = runner.run("process_pool", "--size", "40000", "--workers", "2")
-    assert proc.returncode == 0, proc.stderr
-    for mode in ("serial", "threads", "processes"):
-        assert mode in proc.stdout
-    assert f"{sieve_count(40_000):,}" in proc.stdout
-    assert "\N{CHECK MARK}" in proc.stdout
+# --- the command line, in-process ----------------------------------------------------------------
 
 
 @pytest.mark.parametrize(
@@ -168,36 +177,87 @@ def test_default_table_shows_three_modes(runner: ScriptRunner) -> None:
         (["--size", "abc"], "--size"),
         (["--size", "0"], "--size"),
         (["--chunksize", "0"], "--chunksize"),
+        (["--chunksize", "20001"], "--chunksize"),  # a long task would hold Ctrl-C up
+        (["--size", "10000001"], "--size"),
         (["--turbo"], "--turbo"),
     ],
 )
 def test_bad_arguments_are_one_line_and_exit_2(
-    runner: ScriptRunner, args: list[str], argument: str
+    invoke: Invoke, args: list[str], argument: str
 ) -> None:
-    runner.usage_error("process_pool", *args, argument=argument)
+    invoke(process_pool.run, *args).assert_usage_error(argument)
 
 
-def test_crash_reports_a_broken_pool(runner: ScriptRunner) -> None:
-    proc = runner.run("process_pool", "--crash", "--size", "100000")
+def test_the_table_shows_every_mode_and_its_count(invoke: Invoke) -> None:
+    done = invoke(process_pool.run, "--size", "20000", "--workers", "1")
+    assert done.code == 0, done.stderr
+    for mode in ("serial", "threads", "processes", "Executor.map"):
+        assert mode in done.stdout
+    assert done.stdout.count(f"{sieve_count(20_000):,}") == 4
+    assert "workers: 1, best of 3, start-up: " in done.stdout
+    assert "speed-up: serial CPU time " in done.stdout
+    assert "starting the pool (spawn, workers: 1)" in done.stderr
+
+
+def test_crash_reports_a_broken_pool_even_when_the_count_would_win(invoke: Invoke) -> None:
+    # Regression: with one task, the count could finish before the pool broke, and the report
+    # then failed with "ValueError: not enough values to unpack" (1 run in 3-6). The crash task is
+    # now the pool's first, and its own result is awaited: it can only end in BrokenProcessPool.
+    done = invoke(process_pool.run, "--crash", "--size", "10000", "--chunksize", "10000")
+    assert done.code == 1, done.stderr
+    assert done.stderr.splitlines()[-1] == (
+        "error: the pool is broken: a worker died during the --crash run; fastest so far: none"
+    )
+    assert "Traceback" not in done.stderr
+    assert done.stdout == ""
+
+
+# --- the script, as a user runs it ---------------------------------------------------------------
+
+
+def test_json_times_every_mode_alike_in_interleaved_rounds(runner: ScriptRunner) -> None:
+    proc = runner.run("process_pool", "--size", "60000", "--chunksize", "5000", "--json")
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(proc.stdout)
+    modes = ["serial", "threads", "processes", "Executor.map"]
+    seconds = report["seconds"]
+    assert report["workers"] == process_pool.WORKERS
+    assert report["results"] == dict.fromkeys(modes, sieve_count(60_000))
+    assert list(seconds) == modes
+    assert all(isinstance(value, float) and value > 0 for value in seconds.values())
+    # The baseline is the serial run's CPU time, which a busy machine cannot shrink (a thread's
+    # CPU time never exceeds its wall time), so no speed-up can pass the worker count.
+    baseline = report["serial_cpu_s"]
+    assert 0 < baseline <= seconds["serial"]
+    assert report["speedup"] == pytest.approx(baseline / seconds["processes"], rel=0.01)
+    assert report["bare_map_speedup"] == pytest.approx(baseline / seconds["Executor.map"], rel=0.01)
+    assert report["speedup"] <= report["workers"] * 1.1  # a sanity bound, not a benchmark
+    # Every mode ran once per round, in turn, so noise cannot favour one of them for a whole run.
+    rounds = [line for line in proc.stderr.splitlines() if line.startswith("round ")]
+    expected = [f"round {n} of 3: {mode}" for n in (1, 2, 3) for mode in modes]
+    assert rounds == expected
+
+
+def test_crash_exits_1_with_one_line(runner: ScriptRunner) -> None:
+    proc = runner.run("process_pool", "--crash", "--size", "10000", "--chunksize", "10000")
     assert proc.returncode == 1, proc.stderr
     assert "Traceback" not in proc.stderr
-    last = proc.stderr.strip().splitlines()[-1]
-    assert last.startswith("error: a worker process died abruptly"), proc.stderr
+    assert proc.stderr.splitlines()[-1].startswith("error: the pool is broken: a worker died")
     assert proc.stdout == ""
 
 
 @pytest.mark.parametrize(
     ("ready", "partial"),
     [
-        ("serial: counting", ""),
-        ("threads: ", "serial 40/40 tasks in"),
-        ("processes: starting", "threads 40/40 tasks in"),  # while the workers boot
-        ("workers ready", "threads 40/40 tasks in"),  # while they compute
+        ("starting the pool", "during the pool's start-up; fastest so far: none"),
+        ("round 1 of 3: serial", "during round 1 of 3: serial; fastest so far: none"),
+        ("round 1 of 3: threads", "during round 1 of 3: threads; fastest so far: serial "),
+        ("round 1 of 3: processes", "during round 1 of 3: processes; fastest so far: serial "),
     ],
+    ids=["worker-start-up", "serial", "threads", "processes"],
 )
 def test_ctrl_c_exits_130_quickly_and_leaves_no_process(
     runner: ScriptRunner, ready: str, partial: str
 ) -> None:
     line = runner.ctrl_c("process_pool", "--size", "400000", "--workers", "2", ready=ready)
-    assert line.startswith("interrupted: ")
-    assert partial in line
+    assert line.startswith(f"interrupted {partial}"), line
