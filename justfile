@@ -112,19 +112,24 @@ bench runs="3":
         ),
         ("http_client_pools", "", ["clients.0.ratio", "clients.1.ratio", "clients.2.ratio"]),
         ("process_pool", "", ["speedup", "bare_map_speedup"]),
-        ("process_pool", "--workers 1", ["speedup"]),
+        ("process_pool", "--workers 1", ["speedup", "bare_map_speedup"]),
         ("retry_client", "", ["elapsed_s"]),
         ("retry_after", "", ["elapsed_s"]),
         ("retry_jitter", "--mode none", ["second_round_spread_s"]),
         ("retry_jitter", "", ["second_round_spread_s"]),
         ("retry_jitter", "--mode retry-after-jitter", ["second_round_spread_s"]),
     ]
-    # Figures of two scenarios set side by side: the lesson against raw aiohttp, same server.
+    # Figures set side by side, run by run: (label, (scenario index, figure), (index, figure)).
     VERSUS = [
         (
             "async_fetch 5000/500 against raw aiohttp (elapsed)",
             (2, "elapsed_s"),
             (3, "clients.0.elapsed_s"),
+        ),
+        (
+            "process_pool: map_bounded against a bare Executor.map (speed-up)",
+            (5, "speedup"),
+            (5, "bare_map_speedup"),
         ),
     ]
 
