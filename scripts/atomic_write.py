@@ -235,26 +235,47 @@ def demo(lines: int, as_json: bool) -> None:
 def write_file(path: Path, lines: int, as_json: bool) -> None:
     """The pattern on the user's file, with a progress bar on stderr when that is a terminal."""
     console = Console(stderr=True)
+    written = 0  # counted here: a disabled bar (stderr not a terminal) stops counting its steps
+
+    def counted() -> Iterator[bytes]:
+        nonlocal written
+        for chunk in sample_chunks(lines):
+            yield chunk
+            written += chunk.count(b"\n")  # back here: the writer has written the chunk
+
     started = time.perf_counter()
     with Progress(console=console, transient=True, disable=not console.is_terminal) as progress:
         task = progress.add_task("writing", total=math.ceil(lines / LINES_PER_CHUNK))
-        chunks = progress.track(sample_chunks(lines), task_id=task)  # a step per chunk written
+        chunks = progress.track(counted(), task_id=task)  # a step per chunk written
         try:
             click.echo(f"writing {plural(lines, 'line')} to {path}", err=True)
             write_atomically(path, chunks)
-        except OSError as err:
-            raise click.ClickException(f"cannot write {path}: {err.strerror}") from err
+        except OSError as err:  # err.filename: the temporary file, if creating it failed
+            detail = f"{err.filename}: {err.strerror}" if err.filename else err.strerror
+            raise click.ClickException(f"cannot write {path}: {detail}") from err
         except KeyboardInterrupt as err:  # one line with how far it got, for run()
-            done = min(lines, int(progress.tasks[0].completed) * LINES_PER_CHUNK)
-            so_far = f"{done:,} of {plural(lines, 'line')}"
+            so_far = f"{written:,} of {plural(lines, 'line')}"
             raise click.Abort(f"interrupted after {so_far}; no half-written file left") from err
     size = path.stat().st_size
-    mb_per_s = round(size / MB / (time.perf_counter() - started), 1)
+    mb_per_s = round(size / MB / (time.perf_counter() - started), 1)  # generating and writing
     if as_json:
         result = {"file": str(path), "lines": lines, "bytes": size, "mb_per_s": mb_per_s}
         click.echo(json.dumps(result))
     else:
-        click.echo(f"wrote {plural(lines, 'line')} ({size:,} bytes, {mb_per_s} MB/s) to {path}")
+        speed = f"{mb_per_s} MB/s generated and written"
+        click.echo(f"wrote {plural(lines, 'line')} ({size:,} bytes, {speed}) to {path}")
+
+
+def output_file(ctx: click.Context, param: click.Parameter, value: str | None) -> Path | None:
+    """--output: a new or regular file in a folder that exists; os.replace would swap the rest."""
+    if value is None:
+        return None
+    path = Path(value)
+    if value.endswith(os.sep) or not path.parent.is_dir():
+        raise click.BadParameter(f"{value!r} is not a file in an existing folder", ctx, param)
+    if path.is_symlink() or (path.exists() and not path.is_file()):  # a link, a FIFO, a device
+        raise click.BadParameter(f"{value!r} is a symlink or not a regular file", ctx, param)
+    return path
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
@@ -266,7 +287,8 @@ def write_file(path: Path, lines: int, as_json: bool) -> None:
 )
 @click.option(
     "--output",
-    type=click.Path(dir_okay=False, path_type=Path),
+    type=click.Path(dir_okay=False),
+    callback=output_file,
     help="Write the log to this file, safely, instead of comparing in a temporary directory.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of a table.")

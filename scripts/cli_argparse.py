@@ -21,7 +21,7 @@ Run:           uv run scripts/cli_argparse.py           (no command: a demo on a
                uv run scripts/cli_argparse.py top access.log --by status --limit 3 --json
 Try it:        A log to try: your own, or `uv run scripts/atomic_write.py --output access.log`.
                top access.log --limit 0, then the same with cli_click.py: compare the two messages.
-               top access.log --by ip | head -3: the pipe closes early, and the tool ends quietly.
+               stats access.log | true: true reads nothing; however the race ends, no traceback.
 """
 
 import argparse
@@ -38,9 +38,10 @@ from typing import Any, NoReturn
 # --- The pattern ---------------------------------------------------------------------------------
 # The same log analysis as cli_click.py, so the two CLIs compare line by line.
 LOG_LINE = re.compile(
-    r'(?P<ip>\S+) \S+ \S+ \[[^\]]+\] "[A-Z]+ (?P<path>\S+)[^"]*" (?P<status>\d{3}) (?P<size>\d+|-)'
+    r'(?P<ip>\S+) \S+ \S+ \[[^\]]+\] "[A-Z]+ (?P<path>\S+)[^"]*" '
+    r"(?P<status>[1-5]\d\d) (?P<size>\d+|-)"
 )
-STATUS_CLASSES = ("2xx", "3xx", "4xx", "5xx")
+STATUS_CLASSES = ("1xx", "2xx", "3xx", "4xx", "5xx")  # LOG_LINE reads statuses 100-599
 TOP_KEYS = ("path", "status", "ip")  # what `top --by` groups requests by: LogEntry fields
 
 
@@ -68,6 +69,12 @@ class Count:
     share: float
 
 
+@dataclass(frozen=True)
+class AccessLog:
+    entries: list[LogEntry]  # the requests, less those to excluded paths
+    skipped: int  # lines not in the format: nginx's `"-" 400 0`, TLS bytes sent to port 80
+
+
 class BadLogError(ValueError):
     """A file holds something that is not an access log."""
 
@@ -81,21 +88,26 @@ def parse_line(text: str) -> LogEntry | None:
     return LogEntry(match["ip"], match["path"], int(match["status"]), size)
 
 
-def read_log(lines: Iterable[str], source: str, skip: tuple[str, ...] = ()) -> list[LogEntry]:
+def read_log(lines: Iterable[str], source: str, skip: tuple[str, ...] = ()) -> AccessLog:
     """The requests in a log (an open file, any lines) but those to paths starting with `skip`."""
     entries: list[LogEntry] = []
+    read = 0
+    skipped = 0
     try:
-        for number, line in enumerate(lines, start=1):
+        for line in lines:
             if not line.strip():
                 continue
+            read += 1
             entry = parse_line(line)
-            if entry is None:  # refuse a wrong file rather than report an empty log
-                raise BadLogError(f"{source}, line {number}: not an access-log line")
-            if not entry.path.startswith(skip):
+            if entry is None:  # real logs hold a few: count them, go on
+                skipped += 1
+            elif not entry.path.startswith(skip):
                 entries.append(entry)
     except UnicodeDecodeError as err:  # a file opened as text that is not text
         raise BadLogError(f"{source}: not a text file ({err.reason})") from err
-    return entries
+    if skipped and skipped == read:  # not one line in the format: the wrong file, not a log
+        raise BadLogError(f"{source}: not an access log (no line is in the log format)")
+    return AccessLog(entries, skipped)
 
 
 def summarise(entries: Sequence[LogEntry]) -> LogStats:
@@ -156,6 +168,8 @@ def counts_text(counts: Sequence[Count], by: str) -> str:
 # --- CLI -----------------------------------------------------------------------------------------
 
 EXCLUDE_ENV = "ACCESSLOG_EXCLUDE"  # --exclude's fallback, a space-separated list of prefixes
+JSON_HELP = "print one JSON object, not text"
+FILE_HELP = "an access log in the Common or Combined Log Format"
 EXCLUDE_HELP = f"leave out paths starting with PREFIX (repeatable; default: ${EXCLUDE_ENV})"
 
 
@@ -194,27 +208,34 @@ def row_limit(text: str) -> int:
     return value
 
 
-def shared_options(default: Any = None) -> OneLineParser:
+def shared_options(after_command: bool) -> OneLineParser:
     """A parent parser holding the options every command takes, before or after its name.
 
-    argparse copies a subcommand's values over the top level's, so under a subcommand the default
-    is SUPPRESS: an option left out there leaves nothing to copy over one given before it.
+    argparse copies a subcommand's values over the top level's, so after the command --json is
+    SUPPRESSed when left out, and --exclude goes to exclude_after, which run() adds to the rest.
     """
-    options = OneLineParser(add_help=False, argument_default=default)
-    options.add_argument("--json", action="store_true", help="print one JSON object, not text")
-    options.add_argument("--exclude", action="append", metavar="PREFIX", help=EXCLUDE_HELP)
+    options = OneLineParser(add_help=False)
+    json_default = argparse.SUPPRESS if after_command else False
+    dest = "exclude_after" if after_command else "exclude"
+    options.add_argument("--json", action="store_true", default=json_default, help=JSON_HELP)
+    options.add_argument(
+        "--exclude", action="append", dest=dest, default=[], metavar="PREFIX", help=EXCLUDE_HELP
+    )
     return options
 
 
-def load(args: argparse.Namespace, path: Path) -> list[LogEntry]:
+def load(args: argparse.Namespace, path: Path) -> AccessLog:
     """The requests in a log the user named; whatever goes wrong is one line, exit 1."""
     try:
         with path.open(encoding="utf-8") as lines:
-            return read_log(lines, str(path), tuple(args.exclude))
+            log = read_log(lines, str(path), tuple(args.exclude))
     except BadLogError as err:
         raise CommandError(str(err)) from err
     except OSError as err:  # unreadable: permissions, a device, a failing disk
         raise CommandError(f"cannot read {path}: {err.strerror}") from err
+    if log.skipped:
+        sys.stderr.write(f"skipped {plural(log.skipped, 'line')} not in the log format\n")
+    return log
 
 
 def show(args: argparse.Namespace, payload: dict[str, Any], *texts: str) -> None:
@@ -225,7 +246,7 @@ def show(args: argparse.Namespace, payload: dict[str, Any], *texts: str) -> None
 
 def demo(args: argparse.Namespace) -> None:
     sys.stderr.write(f"no command: a demo on {len(DEMO_LOG)} requests (see --help)\n")
-    entries = read_log(DEMO_LOG, "the demo", tuple(args.exclude))
+    entries = read_log(DEMO_LOG, "the demo", tuple(args.exclude)).entries
     stats = summarise(entries)
     counts = top_counts(entries, "path", 5)
     payload = {"stats": asdict(stats), "top": [asdict(count) for count in counts]}
@@ -233,13 +254,15 @@ def demo(args: argparse.Namespace) -> None:
 
 
 def stats_command(args: argparse.Namespace) -> None:
-    stats = summarise(load(args, args.file))
-    show(args, asdict(stats), stats_text(stats, args.file.name))
+    log = load(args, args.file)
+    stats = summarise(log.entries)
+    show(args, {**asdict(stats), "skipped": log.skipped}, stats_text(stats, args.file.name))
 
 
 def top_command(args: argparse.Namespace) -> None:
-    counts = top_counts(load(args, args.file), args.by, args.limit)
-    payload = {"by": args.by, "top": [asdict(count) for count in counts]}
+    log = load(args, args.file)
+    counts = top_counts(log.entries, args.by, args.limit)
+    payload = {"by": args.by, "top": [asdict(count) for count in counts], "skipped": log.skipped}
     show(args, payload, counts_text(counts, args.by))
 
 
@@ -247,19 +270,19 @@ def build_parser() -> argparse.ArgumentParser:
     parser = OneLineParser(
         prog="cli_argparse",
         description="Analyse web access logs offline. With no command: a demo.",
-        parents=[shared_options()],
+        parents=[shared_options(after_command=False)],
     )
     parser.add_argument("--version", action="version", version="%(prog)s 1.0.0")
-    parser.set_defaults(handler=demo)
-    after = [shared_options(argparse.SUPPRESS)]  # the same options after the command's name
+    parser.set_defaults(handler=demo, exclude_after=[])
+    after = [shared_options(after_command=True)]  # the same options after the command's name
     commands = parser.add_subparsers(title="commands", metavar="COMMAND")
 
     stats = commands.add_parser("stats", parents=after, help="requests, clients and error rate")
-    stats.add_argument("file", type=existing_file, metavar="FILE")
+    stats.add_argument("file", type=existing_file, metavar="FILE", help=FILE_HELP)
     stats.set_defaults(handler=stats_command)
 
     top = commands.add_parser("top", parents=after, help="the busiest paths, statuses or IPs")
-    top.add_argument("file", type=existing_file, metavar="FILE")
+    top.add_argument("file", type=existing_file, metavar="FILE", help=FILE_HELP)
     top.add_argument("--by", choices=TOP_KEYS, default="path", help="count by (default: path)")
     top.add_argument("--limit", type=row_limit, default=10, help="1-1000 rows (default: 10)")
     top.set_defaults(handler=top_command)
@@ -272,6 +295,7 @@ def run(argv: Sequence[str] | None = None) -> int:
         args = build_parser().parse_args(argv)
     except SystemExit as done:  # --help, --version, or a usage error argparse has reported
         return done.code if isinstance(done.code, int) else 0
+    args.exclude += args.exclude_after  # --exclude before and after the command: all count
     if not args.exclude:  # no --exclude given: the environment's list, if any (the flag wins)
         args.exclude = os.environ.get(EXCLUDE_ENV, "").split()
     try:

@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 import click
+from click.core import ParameterSource
 from rich.console import Console, RenderableType
 from rich.table import Table
 
@@ -45,9 +46,10 @@ from rich.table import Table
 # Commands stay thin: the work below knows nothing of click, so it is tested and reused alone.
 # Common and Combined Log Format (nginx, Apache): whatever follows the response size is ignored.
 LOG_LINE = re.compile(
-    r'(?P<ip>\S+) \S+ \S+ \[[^\]]+\] "[A-Z]+ (?P<path>\S+)[^"]*" (?P<status>\d{3}) (?P<size>\d+|-)'
+    r'(?P<ip>\S+) \S+ \S+ \[[^\]]+\] "[A-Z]+ (?P<path>\S+)[^"]*" '
+    r"(?P<status>[1-5]\d\d) (?P<size>\d+|-)"
 )
-STATUS_CLASSES = ("2xx", "3xx", "4xx", "5xx")
+STATUS_CLASSES = ("1xx", "2xx", "3xx", "4xx", "5xx")  # LOG_LINE reads statuses 100-599
 TOP_KEYS = ("path", "status", "ip")  # what `top --by` groups requests by: LogEntry fields
 
 
@@ -75,6 +77,12 @@ class Count:
     share: float
 
 
+@dataclass(frozen=True)
+class AccessLog:
+    entries: list[LogEntry]  # the requests, less those to excluded paths
+    skipped: int  # lines not in the format: nginx's `"-" 400 0`, TLS bytes sent to port 80
+
+
 class BadLogError(ValueError):
     """A file holds something that is not an access log."""
 
@@ -88,21 +96,26 @@ def parse_line(text: str) -> LogEntry | None:
     return LogEntry(match["ip"], match["path"], int(match["status"]), size)
 
 
-def read_log(lines: Iterable[str], source: str, skip: tuple[str, ...] = ()) -> list[LogEntry]:
+def read_log(lines: Iterable[str], source: str, skip: tuple[str, ...] = ()) -> AccessLog:
     """The requests in a log (an open file, any lines) but those to paths starting with `skip`."""
     entries: list[LogEntry] = []
+    read = 0
+    skipped = 0
     try:
-        for number, line in enumerate(lines, start=1):
+        for line in lines:
             if not line.strip():
                 continue
+            read += 1
             entry = parse_line(line)
-            if entry is None:  # refuse a wrong file rather than report an empty log
-                raise BadLogError(f"{source}, line {number}: not an access-log line")
-            if not entry.path.startswith(skip):
+            if entry is None:  # real logs hold a few: count them, go on
+                skipped += 1
+            elif not entry.path.startswith(skip):
                 entries.append(entry)
     except UnicodeDecodeError as err:  # a file opened as text that is not text
         raise BadLogError(f"{source}: not a text file ({err.reason})") from err
-    return entries
+    if skipped and skipped == read:  # not one line in the format: the wrong file, not a log
+        raise BadLogError(f"{source}: not an access log (no line is in the log format)")
+    return AccessLog(entries, skipped)
 
 
 def summarise(entries: Sequence[LogEntry]) -> LogStats:
@@ -177,21 +190,33 @@ class Settings:
             for renderable in human:
                 Console(markup=False).print(renderable)  # log text is not markup
 
-    def load(self, path: Path) -> list[LogEntry]:
+    def load(self, path: Path) -> AccessLog:
         """The requests in a log the user named; whatever goes wrong is one line, exit 1."""
         try:
             with path.open(encoding="utf-8") as lines:
-                return read_log(lines, str(path), self.exclude)
+                log = read_log(lines, str(path), self.exclude)
         except BadLogError as err:
             raise click.ClickException(str(err)) from err
         except OSError as err:  # unreadable: permissions, a device, a failing disk
             raise click.ClickException(f"cannot read {path}: {err.strerror}") from err
+        if log.skipped:
+            click.echo(f"skipped {plural(log.skipped, 'line')} not in the log format", err=True)
+        return log
 
 
-def override(ctx: click.Context, param: click.Parameter, value: Any) -> None:
-    """Callback of a shared option given after the subcommand: it overrides the group's value."""
-    if value and param.name:  # given: the flag, or a PREFIX; the name is a Settings field
-        ctx.obj = replace(ctx.obj, **{param.name: value})
+def add_json(ctx: click.Context, param: click.Parameter, as_json: bool) -> None:
+    """Callback of --json given after the subcommand: it turns JSON on, as it does before."""
+    if as_json:
+        ctx.obj = replace(ctx.obj, as_json=True)
+
+
+def add_excludes(ctx: click.Context, param: click.Parameter, more: tuple[str, ...]) -> None:
+    """Callback of --exclude after the subcommand: it adds to the prefixes given before it."""
+    before = ctx.obj.exclude
+    if ctx.find_root().get_parameter_source("exclude") is ParameterSource.ENVIRONMENT:
+        before = ()  # a flag in either position beats ACCESSLOG_EXCLUDE
+    if more:
+        ctx.obj = replace(ctx.obj, exclude=before + more)
 
 
 pass_settings = click.make_pass_decorator(Settings)
@@ -202,14 +227,14 @@ JSON_HELP = "Print one JSON object instead of tables."
 EXCLUDE_HELP = "Leave out requests whose path starts with PREFIX (repeatable)."
 # The shared options once more, for each subcommand, so `stats access.log --json` works too.
 json_after = click.option(
-    "--json", "as_json", is_flag=True, expose_value=False, callback=override, help=JSON_HELP
+    "--json", "as_json", is_flag=True, expose_value=False, callback=add_json, help=JSON_HELP
 )
 exclude_after = click.option(
     "--exclude",
     multiple=True,
     metavar="PREFIX",
     expose_value=False,
-    callback=override,
+    callback=add_excludes,
     help=EXCLUDE_HELP,
 )
 
@@ -235,7 +260,7 @@ def cli(ctx: click.Context, as_json: bool, exclude: tuple[str, ...]) -> None:
 
 def demo(settings: Settings) -> None:
     click.echo(f"no command: a demo on {len(DEMO_LOG)} requests (see --help)", err=True)
-    entries = read_log(DEMO_LOG, "the demo", settings.exclude)
+    entries = read_log(DEMO_LOG, "the demo", settings.exclude).entries
     stats = summarise(entries)
     counts = top_counts(entries, "path", 5)
     payload = {"stats": asdict(stats), "top": [asdict(count) for count in counts]}
@@ -248,9 +273,10 @@ def demo(settings: Settings) -> None:
 @exclude_after
 @pass_settings
 def stats_command(settings: Settings, file: Path) -> None:
-    """Requests, clients, status classes and error rate of FILE."""
-    stats = summarise(settings.load(file))
-    settings.show(asdict(stats), stats_table(stats, file.name))
+    """Requests, clients, status classes and error rate of FILE, an access log."""
+    log = settings.load(file)
+    stats = summarise(log.entries)
+    settings.show({**asdict(stats), "skipped": log.skipped}, stats_table(stats, file.name))
 
 
 @cli.command("top")
@@ -263,9 +289,10 @@ def stats_command(settings: Settings, file: Path) -> None:
 @exclude_after
 @pass_settings
 def top_command(settings: Settings, file: Path, by: str, limit: int) -> None:
-    """The busiest paths, status codes or client IPs in FILE."""
-    counts = top_counts(settings.load(file), by, limit)
-    payload = {"by": by, "top": [asdict(count) for count in counts]}
+    """The busiest paths, status codes or client IPs in FILE, an access log."""
+    log = settings.load(file)
+    counts = top_counts(log.entries, by, limit)
+    payload = {"by": by, "top": [asdict(count) for count in counts], "skipped": log.skipped}
     settings.show(payload, counts_table(counts, by))
 
 

@@ -61,12 +61,19 @@ class BadSampleError(ValueError):
 
 
 def summarise(latencies_s: Sequence[float]) -> LatencySummary:
-    """Summarise durations in seconds; raises ValueError on an empty sample."""
+    """Summarise durations in seconds.
+
+    Raises ValueError on an empty sample, or one holding nan, inf or a negative duration
+    (a single nan would otherwise make every percentile nan, without a word).
+    """
     if not latencies_s:
         raise ValueError("cannot summarise an empty sample")
+    for value in latencies_s:
+        if not math.isfinite(value) or value < 0:
+            raise ValueError(f"{value} is not a duration: latencies are finite and >= 0")
     if len(latencies_s) == 1:  # statistics.quantiles needs two points on Python 3.11
         only = latencies_s[0]
-        return LatencySummary(1, only, only, only, only, only)
+        return LatencySummary(count=1, mean_s=only, p50_s=only, p95_s=only, p99_s=only, max_s=only)
     # "inclusive" treats the sample as the whole population, so p100 is the observed maximum.
     cuts = statistics.quantiles(latencies_s, n=100, method="inclusive")
     return LatencySummary(

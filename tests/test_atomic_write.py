@@ -9,7 +9,7 @@ import os
 import re
 import stat
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 import pytest
@@ -222,14 +222,59 @@ def test_one_line_is_not_lines(invoke: Invoke, tmp_path: Path) -> None:
     result = invoke(atomic_write.run, "--output", str(path), "--lines", "1")
     assert result.stderr == f"writing 1 line to {path}\n"
     assert result.stdout.startswith(f"wrote 1 line ({path.stat().st_size:,} bytes, ")
+    assert " MB/s generated and written) to " in result.stdout
 
 
-def test_an_unwritable_output_is_a_runtime_error(invoke: Invoke, tmp_path: Path) -> None:
-    path = tmp_path / "missing" / "access.log"
-    result = invoke(atomic_write.run, "--output", str(path), "--lines", "10")
+def test_an_unwritable_output_names_the_file_that_failed(invoke: Invoke) -> None:
+    """Regression: creating the temporary file failed with a reason but no path."""
+    result = invoke(atomic_write.run, "--output", "/proc/version", "--lines", "10")
     assert (result.code, result.stdout) == (1, "")
-    assert result.stderr.endswith(f"error: cannot write {path}: No such file or directory\n")
-    assert result.stderr.count("\n") == 2  # the "writing" line, then the error
+    message = result.stderr.splitlines()[-1]
+    assert re.fullmatch(
+        r"error: cannot write /proc/version: /proc/\.version\.\w+\.tmp: No such file or directory",
+        message,
+    ), message
+
+
+def test_ctrl_c_counts_the_lines_written_without_a_terminal(
+    invoke: Invoke, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Regression: with stderr not a terminal the disabled bar stopped counting (13,000 of 20M)."""
+
+    def three_chunks_then_ctrl_c(path: Path, chunks: Iterable[bytes]) -> None:
+        source = iter(chunks)
+        for _ in range(3):
+            next(source)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(atomic_write, "write_atomically", three_chunks_then_ctrl_c)
+    result = invoke(atomic_write.run, "--output", str(tmp_path / "a.log"), "--lines", "10000")
+    assert result.code == 130
+    message = result.stderr.splitlines()[-1]
+    assert message == "interrupted after 2,000 of 10,000 lines; no half-written file left"
+
+
+@pytest.mark.parametrize(
+    ("target", "problem"),
+    [
+        ("fifo", "is a symlink or not a regular file"),
+        ("link", "is a symlink or not a regular file"),
+        ("missing/", "is not a file in an existing folder"),
+        ("missing/a.log", "is not a file in an existing folder"),
+    ],
+)
+def test_output_refuses_what_the_rename_would_wrongly_replace(
+    invoke: Invoke, old_file: Path, target: str, problem: str
+) -> None:
+    """Regression: a FIFO or a symlink became a regular file; `sub/` wrote a file named sub."""
+    os.mkfifo(old_file.parent / "fifo")
+    (old_file.parent / "link").symlink_to(old_file)
+    path = f"{old_file.parent}/{target}"
+    message = invoke(atomic_write.run, "--output", path).assert_usage_error("'--output'")
+    assert problem in message
+    assert stat.S_ISFIFO((old_file.parent / "fifo").stat().st_mode)
+    assert (old_file.parent / "link").is_symlink()
+    assert old_file.read_bytes() == b"old\n"
 
 
 @pytest.mark.parametrize(

@@ -76,9 +76,23 @@ def test_shared_options_work_before_and_after_the_command(
     assert json_of(result) == independent_stats(log, "/healthz")
 
 
-def test_an_option_after_the_command_overrides_the_one_before(invoke: Invoke, log: Path) -> None:
-    args = ["--json", "--exclude", "/api", "stats", str(log), "--exclude", "/healthz"]
-    assert json_of(invoke(cli_argparse.run, *args)) == independent_stats(log, "/healthz")
+def test_exclude_after_the_command_adds_to_the_ones_before(invoke: Invoke, log: Path) -> None:
+    """Regression: --exclude after the command replaced those before it instead of adding."""
+    args = ["--json", "--exclude", "/healthz", "stats", str(log), "--exclude", "/static"]
+    expected = independent_stats(log, "/healthz", "/static")
+    assert json_of(invoke(cli_argparse.run, *args)) == expected
+    assert expected["requests"] < independent_stats(log, "/static")["requests"]
+
+
+def test_unparsable_lines_are_skipped_and_counted(invoke: Invoke, log: Path) -> None:
+    """Regression: one line not in the log format made the whole file an error."""
+    expected = independent_stats(log)
+    with log.open("a", encoding="utf-8") as out:
+        out.write('10.0.0.9 - - [01/Jan/2026:00:00:03 +0000] "-" 400 0\n\x16\x03\x01\n')
+    result = invoke(cli_argparse.run, "stats", str(log), "--json")
+    assert json_of(result) == {**expected, "skipped": 2}
+    assert result.stderr == "skipped 2 lines not in the log format\n"
+    assert json_of(invoke(cli_argparse.run, "top", str(log), "--json"))["skipped"] == 2
 
 
 def test_top_by_status_with_a_limit(invoke: Invoke, log: Path) -> None:
@@ -121,7 +135,7 @@ def test_the_stats_as_a_plain_text_table(invoke: Invoke, log: Path) -> None:
     title, *rows = result.stdout.splitlines()
     assert title == "1,000 requests in access.log"
     labels = [row[:12].strip() for row in rows]
-    assert labels == ["clients", "2xx", "3xx", "4xx", "5xx", "5xx rate", "bytes sent"]
+    assert labels == ["clients", "1xx", "2xx", "3xx", "4xx", "5xx", "5xx rate", "bytes sent"]
     assert len({len(row) for row in rows}) == 1  # values line up on the right
 
 
@@ -155,8 +169,8 @@ def test_help_lists_the_shared_options_after_a_command(invoke: Invoke) -> None:
         assert option in result.stdout
 
 
-def test_every_option_is_explained() -> None:
-    """argparse has no public list of a parser's arguments: its own _actions it is."""
+def test_every_argument_is_explained() -> None:
+    """Options and FILE alike (FILE had none). argparse has no public list: _actions it is."""
     parser = cli_argparse.build_parser()
     subparsers = [
         action for action in parser._actions if isinstance(action, argparse._SubParsersAction)
@@ -164,8 +178,9 @@ def test_every_option_is_explained() -> None:
     parsers = [parser, *(command for action in subparsers for command in action.choices.values())]
     for each in parsers:
         for action in each._actions:
-            if action.option_strings:
-                assert (action.help or "").strip(), f"{each.prog} {action.option_strings[0]}"
+            if action not in subparsers:
+                name = [*action.option_strings, action.metavar][0]
+                assert (action.help or "").strip(), f"{each.prog} {name}"
 
 
 @pytest.mark.parametrize(("args", "argument"), BAD_ARGUMENTS)
@@ -178,7 +193,7 @@ def test_bad_arguments_are_usage_errors(
 
 @pytest.mark.parametrize(
     ("content", "problem"),
-    [(b"hello\n", "line 1: not an access-log line"), (b"\xff\xfe", "not a text file")],
+    [(b"hello\n", ": not an access log (no line"), (b"\xff\xfe", ": not a text file")],
 )
 def test_a_file_that_is_not_a_log_is_a_runtime_error(
     invoke: Invoke, tmp_path: Path, content: bytes, problem: str
@@ -225,7 +240,7 @@ def test_runtime_error_is_one_line_and_exit_1(runner: ScriptRunner, tmp_path: Pa
     path.write_text("hello\n", encoding="utf-8")
     proc = runner.run("cli_argparse", "stats", str(path), "--json")
     assert (proc.returncode, proc.stdout) == (1, "")
-    assert proc.stderr == f"error: {path}, line 1: not an access-log line\n"
+    assert proc.stderr == f"error: {path}: not an access log (no line is in the log format)\n"
 
 
 @pytest.mark.parametrize(

@@ -53,21 +53,35 @@ def test_parse_line_refuses_other_text(core: ModuleType, text: str) -> None:
 
 def test_read_log_skips_blank_lines_and_excluded_paths(core: ModuleType) -> None:
     lines = [COMBINED, "\n", COMMON]
-    assert [entry.ip for entry in core.read_log(lines, "log")] == ["10.0.0.1", "10.0.0.2"]
-    assert [entry.path for entry in core.read_log(lines, "log", skip=("/health",))] == ["/api?id=3"]
+    assert [entry.ip for entry in core.read_log(lines, "log").entries] == ["10.0.0.1", "10.0.0.2"]
+    skipping = core.read_log(lines, "log", skip=("/health",))
+    assert [entry.path for entry in skipping.entries] == ["/api?id=3"]
+    assert skipping.skipped == 0  # an excluded request is not an unparsable line
+
+
+def test_read_log_counts_and_skips_lines_that_are_not_requests(core: ModuleType) -> None:
+    """Regression: one nginx `"-" 400 0` line, or TLS bytes on port 80, failed the whole log."""
+    no_request = '10.0.0.9 - - [01/Jan/2026:00:00:03 +0000] "-" 400 0\n'
+    tls = '10.0.0.9 - - [01/Jan/2026:00:00:04 +0000] "\\x16\\x03\\x01" 400 157\n'
+    log = core.read_log([COMBINED, no_request, tls, COMMON], "access.log")
+    assert [entry.ip for entry in log.entries] == ["10.0.0.1", "10.0.0.2"]
+    assert log.skipped == 2
 
 
 def test_read_log_reads_an_open_file(core: ModuleType, tmp_path: Path) -> None:
     path = tmp_path / "access.log"
     path.write_text(COMBINED + COMMON, encoding="utf-8")
     with path.open(encoding="utf-8") as lines:
-        assert len(core.read_log(lines, str(path))) == 2
+        assert len(core.read_log(lines, str(path)).entries) == 2
 
 
 @pytest.mark.parametrize(
     ("content", "problem"),
     [
-        (f"{COMBINED}not a request\n".encode(), "access.log, line 2: not an access-log line"),
+        (
+            b"not a request\n\n{}\n",
+            r"access.log: not an access log \(no line is in the log format\)",
+        ),
         (b"\xff\xfe", "access.log: not a text file"),
     ],
 )
@@ -84,11 +98,20 @@ def test_summarise_a_known_sample(core: ModuleType) -> None:
     assert core.summarise(entries(core)) == core.LogStats(
         requests=4,
         clients=3,
-        status_classes={"2xx": 2, "3xx": 0, "4xx": 1, "5xx": 1},
+        status_classes={"1xx": 0, "2xx": 2, "3xx": 0, "4xx": 1, "5xx": 1},
         error_rate=0.25,
         bytes_sent=160,
     )
     assert core.summarise([]).error_rate == 0.0
+
+
+def test_the_status_classes_add_up_to_the_requests(core: ModuleType) -> None:
+    """Regression: a 101 (a WebSocket upgrade) counted as a request but in no status class."""
+    lines = [COMMON.replace(" 204 ", f" {status} ") for status in (101, 200, 301, 404, 503, 599)]
+    stats = core.summarise(core.read_log(lines, "log").entries)
+    assert stats.status_classes == {"1xx": 1, "2xx": 1, "3xx": 1, "4xx": 1, "5xx": 2}
+    assert sum(stats.status_classes.values()) == stats.requests == 6
+    assert core.parse_line(COMMON.replace(" 204 ", " 000 ")) is None  # not a status: skipped
 
 
 def test_top_counts_most_requests_first(core: ModuleType) -> None:
@@ -102,7 +125,7 @@ def test_the_demo_log_is_a_log(core: ModuleType) -> None:
     """Every line of the built-in demo parses, in both lessons alike."""
     assert all(core.parse_line(line) for line in core.DEMO_LOG)
     assert core.DEMO_LOG == cli_click.DEMO_LOG
-    assert len(core.read_log(core.DEMO_LOG, "the demo")) == len(core.DEMO_LOG)
+    assert len(core.read_log(core.DEMO_LOG, "the demo").entries) == len(core.DEMO_LOG)
 
 
 # --- shared by both CLI test modules -------------------------------------------------------------
@@ -124,12 +147,12 @@ def write_sample_log(path: Path, lines: int, seed: int = 7) -> Path:
     return path
 
 
-def independent_stats(log: Path, exclude: str | None = None) -> dict:
+def independent_stats(log: Path, *exclude: str) -> dict:
     """What `stats --json` must say of a sample log, counted with str.split, not the regex."""
     requests = []
     for line in log.read_text(encoding="utf-8").splitlines():
         fields = line.split()  # IP - - [DAY:TIME ZONE] "GET PATH HTTP/1.1" STATUS SIZE
-        if exclude is None or not fields[6].startswith(exclude):
+        if not fields[6].startswith(exclude):
             requests.append((fields[0], fields[8], int(fields[9])))
     classes = dict.fromkeys(cli_click.STATUS_CLASSES, 0)
     for _, status, _ in requests:
@@ -140,6 +163,7 @@ def independent_stats(log: Path, exclude: str | None = None) -> dict:
         "status_classes": classes,
         "error_rate": classes["5xx"] / len(requests),
         "bytes_sent": sum(size for _, _, size in requests),
+        "skipped": 0,
     }
 
 
@@ -189,9 +213,23 @@ def test_every_command_takes_json_after_its_name(invoke: Invoke, log: Path) -> N
     assert json_of(invoke(cli_click.run, "stats", str(log), "--json"))["requests"] == 1_000
 
 
-def test_an_option_after_the_command_overrides_the_one_before(invoke: Invoke, log: Path) -> None:
-    args = ["--json", "--exclude", "/api", "stats", str(log), "--exclude", "/healthz"]
-    assert json_of(invoke(cli_click.run, *args)) == independent_stats(log, "/healthz")
+def test_exclude_after_the_command_adds_to_the_ones_before(invoke: Invoke, log: Path) -> None:
+    """Regression: --exclude after the command replaced those before it instead of adding."""
+    args = ["--json", "--exclude", "/healthz", "stats", str(log), "--exclude", "/static"]
+    expected = independent_stats(log, "/healthz", "/static")
+    assert json_of(invoke(cli_click.run, *args)) == expected
+    assert expected["requests"] < independent_stats(log, "/static")["requests"]
+
+
+def test_unparsable_lines_are_skipped_and_counted(invoke: Invoke, log: Path) -> None:
+    """Regression: one line not in the log format made the whole file an error."""
+    expected = independent_stats(log)
+    with log.open("a", encoding="utf-8") as out:
+        out.write('10.0.0.9 - - [01/Jan/2026:00:00:03 +0000] "-" 400 0\n\x16\x03\x01\n')
+    result = invoke(cli_click.run, "stats", str(log), "--json")
+    assert json_of(result) == {**expected, "skipped": 2}
+    assert result.stderr == "skipped 2 lines not in the log format\n"
+    assert json_of(invoke(cli_click.run, "top", str(log), "--json"))["skipped"] == 2
 
 
 def test_top_by_status_with_a_limit(invoke: Invoke, log: Path) -> None:
@@ -252,6 +290,13 @@ def test_one_request_is_not_requests(invoke: Invoke, tmp_path: Path) -> None:
     assert "1 request in one.log" in invoke(cli_click.run, "stats", str(path)).stdout
 
 
+@pytest.mark.parametrize("command", ["stats", "top"])
+def test_help_says_what_file_is(invoke: Invoke, command: str) -> None:
+    """click arguments take no help=: the command's docstring explains FILE."""
+    result = invoke(cli_click.run, command, "--help")
+    assert "FILE, an access log" in " ".join(result.stdout.split())
+
+
 def test_version(invoke: Invoke) -> None:
     result = invoke(cli_click.run, "--version")
     assert (result.code, result.stdout) == (0, "cli_click, version 1.0.0\n")
@@ -284,7 +329,7 @@ def test_bad_arguments_are_usage_errors(
 
 @pytest.mark.parametrize(
     ("content", "problem"),
-    [(b"hello\n", "line 1: not an access-log line"), (b"\xff\xfe", "not a text file")],
+    [(b"hello\n", ": not an access log (no line"), (b"\xff\xfe", ": not a text file")],
 )
 def test_a_file_that_is_not_a_log_is_a_runtime_error(
     invoke: Invoke, tmp_path: Path, content: bytes, problem: str

@@ -1,6 +1,7 @@
 """Tests for scripts/starter.py: the pattern, the CLI in-process, the real script."""
 
 import json
+import math
 from collections.abc import Callable
 from pathlib import Path
 
@@ -42,6 +43,16 @@ def test_single_sample() -> None:
 def test_empty_sample_is_an_error() -> None:
     with pytest.raises(ValueError, match="empty"):
         starter.summarise([])
+
+
+@pytest.mark.parametrize(
+    ("sample", "value"),
+    [([math.nan, 1.0], "nan"), ([0.1, math.inf], "inf"), ([0.2, -0.1], "-0.1"), ([-1.0], "-1.0")],
+)
+def test_summarise_refuses_what_is_not_a_duration(sample: list[float], value: str) -> None:
+    """Regression: [nan, 1.0] gave an all-nan summary, and negatives passed unnoticed."""
+    with pytest.raises(ValueError, match=f"^{value} is not a duration"):
+        starter.summarise(sample)
 
 
 def test_read_latencies_skips_blank_lines(tmp_path: Path) -> None:
