@@ -12,9 +12,9 @@ Pattern:       `retrying(policy)` says the policy in tenacity's words: retry tra
                before a wait that would pass the deadline. `fetch()` repeats only idempotent
                requests, and re-raises the last real error with a note on why it gave up. An answer
                with a Retry-After is final here: never retry sooner than a server asks.
-When to use:   Calls to services that restart or shed load: 503s in a deploy, dropped connections.
-When not to:   Under callers that retry too (pick one layer); for 4xx; long outages: use a breaker.
-               To wait what a Retry-After asks: retry_after.py. Many clients: retry_jitter.py.
+When to use:   Calls that fail for a moment: dropped connections, 502/503/504 with no Retry-After.
+When not to:   Callers that retry too; 4xx; outages (a breaker); a Retry-After: retry_after.py waits
+               it. asyncio: tenacity.AsyncRetrying (retries(async_fn) gets a coroutine, no retry).
 Run:           uv run scripts/retry_client.py
                uv run scripts/retry_client.py --url https://example.com/ --attempts 3 --json
 Try it:        --attempts 2: the dropped connection is the last straw; it re-raises it, saying why.
@@ -200,8 +200,8 @@ class Timeline:
         if isinstance(result, httpx.Response):
             status = result.status_code
             outcome = f"{result.status_code} {result.reason_phrase}".strip()
-        else:  # no answer at all
-            outcome = type(result).__name__
+        else:  # no answer at all: the kind of error and why, on one line
+            outcome = f"{type(result).__name__}: {result}".splitlines()[0]
         at_s = round(time.monotonic() - self.started, 3)
         self.rows.append(Attempt(len(self.rows) + 1, at_s, outcome, decision, status))
         click.echo(f"t+{at_s:.2f} s  attempt {len(self.rows)}: {outcome}; {decision}", err=True)
@@ -211,23 +211,23 @@ class Timeline:
 
 
 def check_url(_ctx: click.Context, _param: click.Parameter, value: str | None) -> str | None:
+    if value is None:  # not given: the demo server
+        return None
     try:
-        url = httpx.URL(value or "http://default")
+        url = httpx.URL(value)
         host = url.host  # decoding an IDNA name ("xn--...") may fail too
     except (httpx.InvalidURL, UnicodeError) as err:  # e.g. "http://[::1/"
         raise click.BadParameter(f"{value!r} is not a valid URL: {err}") from err
-    if url.scheme not in ("http", "https") or not host:
-        raise click.BadParameter(f"expected an http(s):// URL with a host, got {value!r}")
+    port_ok = url.port is None or 1 <= url.port <= 65535  # None: the scheme's own port
+    if url.scheme not in ("http", "https") or not host or not port_ok:
+        raise click.BadParameter(f"expected http(s)://host[:port 1-65535], got {value!r}")
     return value
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
 @click.option("--url", callback=check_url, help="Call this URL instead of the demo server.")
 @click.option(
-    "--attempts",
-    type=click.IntRange(1, 20),
-    default=5,
-    help="How many tries at most, the first one included.",
+    "--attempts", type=click.IntRange(1, 20), default=5, help="Tries at most, the first included."
 )
 @click.option(
     "--method",

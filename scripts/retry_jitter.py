@@ -11,8 +11,8 @@ Pattern:       Clients that fail together and back off by the same rule come bac
                after round: a thundering herd. Full jitter (tenacity's `wait_random_exponential`)
                draws each wait at random from a window that doubles per attempt, so the herd
                spreads out. A Retry-After must be honoured, never undercut, but the same value for
-               everyone re-forms the herd: `wait_retry_after(...) + full_jitter(...)` waits what
-               the server asked, then spreads the clients over a jittered window after it.
+               everyone re-forms the herd: `retry_after_then_jitter` (a `wait_retry_after` plus
+               full jitter) waits what the server asked, then spreads the clients out after it.
 When to use:   Many clients or workers retrying one dependency: a fleet after a deploy, job workers.
 When not to:   One caller, one call: jitter buys nothing there (retry_client.py has the policy).
 Run:           uv run scripts/retry_jitter.py
@@ -23,11 +23,12 @@ Try it:        --mode none: each round leaves within a few hundredths of a secon
 """
 
 import json
+import signal
 import sys
 import threading
 import time
 from collections.abc import Generator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -42,7 +43,7 @@ from rich.console import Console
 from rich.table import Table
 
 # --- The pattern ---------------------------------------------------------------------------------
-CAP_S = 5.0  # no single wait longer than this: a client that waits minutes looks like an outage
+CAP_S = 5.0  # the widest jitter window; a Retry-After is waited in full, however long it is
 
 
 def retry_after_s(response: httpx.Response, now: datetime | None = None) -> float | None:
@@ -74,28 +75,26 @@ class wait_retry_after(tenacity.wait.wait_base):  # noqa: N801 - named as tenaci
         return self.fallback(retry_state)
 
 
-def full_jitter(first_s: float, cap_s: float = CAP_S) -> tenacity.wait.wait_base:
-    """Each wait uniform in [0, first_s * 2^n], n counting from 0, at most cap_s."""
-    return tenacity.wait_random_exponential(multiplier=first_s, max=cap_s)
-
-
 def retry_after_then_jitter(first_s: float, cap_s: float = CAP_S) -> tenacity.wait.wait_base:
-    """What the server asked (nothing if it did not ask), then a full-jitter wait on top."""
-    return wait_retry_after(fallback=tenacity.wait_none()) + full_jitter(first_s, cap_s)
+    """The Retry-After's wait, if any, then full jitter: uniform in [0, min(first_s*2^n, cap_s)]."""
+    full_jitter = tenacity.wait_random_exponential(multiplier=first_s, max=cap_s)
+    return wait_retry_after(fallback=tenacity.wait_none()) + full_jitter
 
 
 # --- Demo plumbing -------------------------------------------------------------------------------
 MODES = ("none", "full", "retry-after", "retry-after-jitter")
+SLOTS = 30  # the width of the timeline strip: the whole table fits 80 columns (a pipe, CI logs)
 
 
 def wait_for(mode: str, first_s: float) -> tenacity.wait.wait_base:
     """The wait each demo mode uses; "none" is the plain exponential backoff, no jitter."""
     if mode == "none":
         return tenacity.wait_exponential(multiplier=first_s, max=CAP_S)
+    full_jitter = tenacity.wait_random_exponential(multiplier=first_s, max=CAP_S)
     if mode == "full":
-        return full_jitter(first_s)
+        return full_jitter
     if mode == "retry-after":
-        return wait_retry_after(fallback=full_jitter(first_s))
+        return wait_retry_after(fallback=full_jitter)
     return retry_after_then_jitter(first_s)
 
 
@@ -150,6 +149,10 @@ def service_on_loopback(service: Service) -> Generator[str]:
         server.server_close()  # shutdown() has waited for serve_forever() to return
 
 
+class HerdStopped(Exception):  # noqa: N818 - not an error: Ctrl-C told the herd to stop
+    """Raised instead of a client's next request once the herd is told to stop."""
+
+
 @dataclass(frozen=True)
 class Round:
     """When the requests of one attempt round went out, in seconds after the herd started."""
@@ -167,12 +170,15 @@ class Herd:
         self.started = time.monotonic()
         self.sent: dict[int, list[float]] = {}
         self.lock = threading.Lock()
+        self.stopping = threading.Event()  # set on Ctrl-C: wakes every waiting client
 
-    def start(self) -> None:
-        """The clock starts when the whole herd is ready (the start barrier's action)."""
+    def start(self) -> None:  # the start barrier's action: the clock starts when all are ready
         self.started = time.monotonic()
 
     def before(self, retry_state: tenacity.RetryCallState) -> None:
+        # tenacity checks `stop` before its sleep: a client woken by Ctrl-C learns of it only here
+        if self.stopping.is_set():
+            raise HerdStopped
         at_s = time.monotonic() - self.started
         with self.lock:
             self.sent.setdefault(retry_state.attempt_number, []).append(at_s)
@@ -188,50 +194,40 @@ class Herd:
 def run_herd(
     base: str, clients: int, attempts: int, wait: tenacity.wait.wait_base, herd: Herd
 ) -> None:
-    """Release `clients` threads at once against `base`, each retrying under the same policy."""
-    stopping = threading.Event()  # set on Ctrl-C: wakes every waiting client, and it stops
+    """Release `clients` threads at once on `base`; setting `herd.stopping` ends them early."""
     start = threading.Barrier(clients, action=herd.start)
     retries = tenacity.Retrying(
         retry=tenacity.retry_if_exception_type(httpx.HTTPError),
         wait=wait,
-        stop=tenacity.stop_after_attempt(attempts) | tenacity.stop_when_event_set(stopping),
-        sleep=tenacity.sleep_using_event(stopping),
+        stop=tenacity.stop_after_attempt(attempts),
+        sleep=tenacity.sleep_using_event(herd.stopping),
         before=herd.before,
         reraise=True,
     )
-
-    def one_client(url: str) -> None:
-        try:
-            start.wait()
-            retries(lambda: client.get(url).raise_for_status())
-        except (threading.BrokenBarrierError, httpx.HTTPError):
-            return  # it gave up, or Ctrl-C came: the rounds say what happened
-
     with httpx.Client(timeout=5.0, limits=httpx.Limits(max_connections=clients)) as client:
-        threads = [
-            threading.Thread(target=one_client, args=(f"{base}/client/{n}",), daemon=True)
-            for n in range(1, clients + 1)
-        ]
+
+        def one_client(url: str) -> None:
+            start.wait()
+            with suppress(HerdStopped, httpx.HTTPError):  # it gave up, or Ctrl-C stopped it
+                retries(lambda: client.get(url).raise_for_status())
+
+        urls = [f"{base}/client/{n}" for n in range(1, clients + 1)]
+        threads = [threading.Thread(target=one_client, args=(url,)) for url in urls]
         for thread in threads:
             thread.start()
-        try:
-            for thread in threads:
-                thread.join()
-        finally:  # on Ctrl-C too: let every client end before the client and server close
-            stopping.set()
-            start.abort()
-            for thread in threads:
-                thread.join()
+        for thread in threads:  # every client ends before the client and the server close
+            thread.join()
 
 
 def render(herd: Herd, title: str) -> Table:
-    """A row per attempt round, with a strip of 40 slots marking when its requests went out."""
+    """A row per attempt round, with a strip of SLOTS marking when its requests went out."""
     end_s = max(max(times) for times in herd.sent.values())
+    slot_s = max(end_s, 0.001) / SLOTS
     table = Table("round", "sent", "first t+ s", "spread s", f"sent between 0 and {end_s:.2f} s")
     table.title = title
     for r in herd.rounds():
-        slots = {min(39, int(at_s / max(end_s, 0.001) * 40)) for at_s in herd.sent[r.round]}
-        strip = "".join("|" if slot in slots else "." for slot in range(40))
+        slots = {min(SLOTS - 1, int(at_s / slot_s)) for at_s in herd.sent[r.round]}
+        strip = "".join("|" if slot in slots else "." for slot in range(SLOTS))
         table.add_row(str(r.round), str(r.sent), f"{r.first_s:.3f}", f"{r.spread_s:.3f}", strip)
     return table
 
@@ -244,25 +240,30 @@ def render(herd: Herd, title: str) -> Table:
 @click.option("--clients", type=click.IntRange(2, 100), default=20, help="Clients in the herd.")
 @click.option("--attempts", type=click.IntRange(2, 10), default=4, help="Tries per client.")
 @click.option("--backoff-ms", type=click.IntRange(10, 5000), default=200, help="First backoff, ms.")
-@click.option("--retry-after", type=click.IntRange(0, 10), default=1, help="The 503s' Retry-After.")
+@click.option(
+    "--retry-after",
+    type=click.IntRange(0, 10),
+    default=1,
+    help="Seconds each 503 asks clients to wait (Retry-After); in the retry-after modes only.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of a table.")
 def cli(
     mode: str, clients: int, attempts: int, backoff_ms: int, retry_after: int, as_json: bool
 ) -> None:
     """Release a herd of clients on a recovering service and measure how their retries spread."""
-    asks = mode in ("retry-after", "retry-after-jitter")
-    service = Service(turn_away=attempts - 1, retry_after=retry_after if asks else None)
+    service = Service(attempts - 1, retry_after if mode.startswith("retry-after") else None)
     title = f"{clients} clients, mode {mode}: each turned away {attempts - 1} times, then let in"
     herd = Herd()
+    # Ctrl-C stops the herd, not KeyboardInterrupt mid-clean-up: a second one (uv's) changes nothing
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: herd.stopping.set())
     with service_on_loopback(service) as base:
-        try:
-            if not as_json:
-                click.echo(title, err=True)
-            run_herd(base, clients, attempts, wait_for(mode, backoff_ms / 1000), herd)
-        except KeyboardInterrupt as err:  # one line with what happened so far, for run()
-            sent = sum(len(times) for times in herd.sent.values())
-            total = clients * attempts
-            raise click.Abort(f"interrupted with {sent} of {total} requests sent") from err
+        if not as_json:
+            click.echo(title, err=True)
+        run_herd(base, clients, attempts, wait_for(mode, backoff_ms / 1000), herd)
+    if herd.stopping.is_set():  # one line with what happened so far, for run()
+        sent = sum(len(times) for times in herd.sent.values())
+        raise click.Abort(f"interrupted with {sent} of {clients * attempts} requests sent")
+    signal.signal(signal.SIGINT, previous)  # after a Ctrl-C, the next one is still ignored
     rounds = herd.rounds()
     result = {
         "mode": mode,
@@ -275,8 +276,7 @@ def cli(
         click.echo(json.dumps(result))
         return
     Console().print(render(herd, title))
-    spreads = ", ".join(f"{r.spread_s:.3f}" for r in rounds)
-    click.echo(f"spread of each round (s): {spreads}; elapsed {result['elapsed_s']} s")
+    click.echo(f"second round spread {rounds[1].spread_s:.3f} s; elapsed {result['elapsed_s']} s")
 
 
 def run(argv: Sequence[str] | None = None) -> int:

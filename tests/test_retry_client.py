@@ -230,6 +230,12 @@ def test_the_deadline_is_read_from_tenacitys_clock() -> None:
 # --- the pattern against the real demo server on loopback ----------------------------------------
 
 DEMO = ["503 Service Unavailable", "RemoteProtocolError", "200 OK"]
+# What the script says of each: with no answer, the error's reason too.
+DEMO_SAID = [
+    DEMO[0],
+    "RemoteProtocolError: Server disconnected without sending a response.",
+    DEMO[2],
+]
 
 
 @pytest.fixture(scope="module")
@@ -376,7 +382,7 @@ def test_default_run_prints_one_json_object(runner: ScriptRunner) -> None:
     result = json.loads(proc.stdout)
     assert set(result) == {"succeeded", "status", "attempts", "elapsed_s", "timeline"}
     assert (result["succeeded"], result["status"], result["attempts"]) == (True, 200, 3)
-    assert [row["outcome"] for row in result["timeline"]] == DEMO
+    assert [row["outcome"] for row in result["timeline"]] == DEMO_SAID
     assert [row["status"] for row in result["timeline"]] == [503, None, 200]
     decisions = [row["decision"] for row in result["timeline"]]
     assert decisions[0].startswith("retry in ")
@@ -417,7 +423,7 @@ def test_the_summary_is_a_table_with_a_row_per_attempt(
     assert done.code == 0, done.stderr
     rows = table_rows(done)
     assert [row[0] for row in rows] == ["1", "2", "3"]
-    assert [row[2] for row in rows] == DEMO
+    assert [row[2] for row in rows] == DEMO_SAID
     waits = [f"retry in {wait:.2f} s" for wait in fake_time.sleeps]
     assert [row[3] for row in rows] == [*waits, "done"]
     assert "3 attempts in " in done.stdout
@@ -446,6 +452,16 @@ def test_a_retry_after_answer_is_final_and_says_why(
     assert (result["succeeded"], result["attempts"], result["status"]) == (False, 1, 429)
 
 
+def test_a_failure_with_no_answer_says_why_on_one_line(invoke: Callable[..., Invocation]) -> None:
+    """Regression: it said only "ConnectError", not that the connection was refused."""
+    done = invoke(retry_client.run, "--url", "http://127.0.0.1:9/", "--attempts", "1", "--json")
+    assert done.code == 1
+    message = done.stderr.splitlines()[-1]
+    assert message.startswith("error: ConnectError: ")
+    assert "refused" in message.lower()
+    assert message.endswith("; gave up after attempt 1 of 1")
+
+
 @pytest.mark.parametrize("status", ["304", "302"])
 def test_a_not_modified_or_redirect_answer_is_a_success(
     invoke: Callable[..., Invocation], target: str, status: str
@@ -464,6 +480,9 @@ def test_a_not_modified_or_redirect_answer_is_a_success(
         (["--url", "http://"], "--url"),
         (["--url", "http://[::1/"], "--url"),  # was a ValueError traceback, exit 1
         (["--url", "http://xn--a.example/"], "--url"),
+        (["--url", ""], "--url"),  # was taken for the demo server's URL, then exit 1
+        (["--url", "http://127.0.0.1:99999/"], "--url"),  # was accepted: no such port
+        (["--url", "http://127.0.0.1:0/"], "--url"),
         (["--attempts", "0"], "--attempts"),
         (["--attempts", "abc"], "--attempts"),
         (["--attempts", "21"], "--attempts"),

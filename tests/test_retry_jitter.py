@@ -7,6 +7,8 @@ except for the floor a Retry-After sets, which a sleep can only overshoot.
 """
 
 import json
+import signal
+import threading
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 
@@ -55,7 +57,10 @@ def test_retry_after_then_jitter_is_never_earlier_than_asked(
 
 @given(attempt=st.integers(1, 10), first_s=st.floats(0.01, 2))
 def test_without_a_retry_after_every_wait_is_full_jitter(attempt: int, first_s: float) -> None:
-    for wait in (retry_jitter.full_jitter(first_s), retry_jitter.retry_after_then_jitter(first_s)):
+    for wait in (
+        retry_jitter.wait_for("full", first_s),
+        retry_jitter.retry_after_then_jitter(first_s),
+    ):
         assert 0 <= wait(failed_state(attempt)) <= window_s(first_s, attempt)
 
 
@@ -124,6 +129,28 @@ def test_retry_after_is_honoured_and_the_jitter_after_it_spreads_the_herd() -> N
     assert second.spread_s > first.spread_s
 
 
+class StopWhenAllWait(tenacity.wait.wait_base):
+    """A long wait; the last client to fail stops the herd, as Ctrl-C does, while the rest sleep."""
+
+    def __init__(self, herd: Herd, clients: int) -> None:
+        self.herd = herd
+        self.failed = threading.Barrier(clients, action=herd.stopping.set)
+
+    def __call__(self, retry_state: tenacity.RetryCallState) -> float:
+        self.failed.wait()  # every client has failed once; the last one to get here sets it
+        return 60.0
+
+
+def test_a_stopped_herd_sends_no_further_request() -> None:
+    """Regression: tenacity checks `stop` before its sleep; woken clients used to retry at once."""
+    service = Service(turn_away=1, retry_after=None)
+    herd = Herd()
+    with retry_jitter.service_on_loopback(service) as base:
+        retry_jitter.run_herd(base, 8, 3, StopWhenAllWait(herd, 8), herd)
+    assert [r.sent for r in herd.rounds()] == [8]
+    assert sorted(service.visits.values()) == [1] * 8
+
+
 def test_clients_that_run_out_of_attempts_give_up_quietly() -> None:
     service = Service(turn_away=5, retry_after=None)  # still down when the tries run out
     herd = Herd()
@@ -158,14 +185,37 @@ def test_each_mode_shows_a_row_per_round(invoke, mode: str) -> None:
     assert done.stderr == f"3 clients, mode {mode}: each turned away 2 times, then let in\n"
     rows = [line for line in done.stdout.splitlines() if line.startswith("│ ")]
     assert [row.split("│")[1:3] for row in rows] == [[f" {n}     ", " 3    "] for n in (1, 2, 3)]
-    assert done.stdout.splitlines()[-1].startswith("spread of each round (s): ")
+    assert done.stdout.splitlines()[-1].startswith("second round spread ")
+
+
+def test_the_table_fits_80_columns_with_the_whole_strip(invoke, monkeypatch) -> None:
+    """Regression: a pipe or a CI log is 80 columns wide, and rich cut the 40-slot strip short."""
+    monkeypatch.setenv("COLUMNS", "80")
+    done = invoke(retry_jitter.run, "--clients", "2", "--attempts", "2", "--backoff-ms", "10")
+    rows = [line for line in done.stdout.splitlines() if line.startswith("│ ")]
+    assert len(rows) == 2
+    for row in rows:
+        strip = row.split("│")[5].strip()
+        assert len(strip) == retry_jitter.SLOTS
+        assert set(strip) <= {"|", "."}
+
+
+def test_a_finished_run_gives_ctrl_c_back(invoke) -> None:
+    """The run ignores a second Ctrl-C while its herd stops; once done, Ctrl-C works as before."""
+    before = signal.getsignal(signal.SIGINT)
+    assert invoke(retry_jitter.run, "--clients", "2", "--attempts", "2", "--json").code == 0
+    assert signal.getsignal(signal.SIGINT) is before
 
 
 def test_ctrl_c_ends_the_herd_and_its_service(runner: ScriptRunner) -> None:
-    args = ("--mode", "retry-after", "--retry-after", "10")
-    line = runner.ctrl_c("retry_jitter", *args, ready="each turned away 3 times")
-    assert line.startswith("interrupted with ")
-    assert line.endswith(" of 80 requests sent")
+    """Regression: uv passes on a second Ctrl-C, which used to replace this line (100 clients).
+
+    The first round may or may not have left when Ctrl-C comes; no later one does.
+    """
+    args = ("--mode", "retry-after", "--retry-after", "10", "--clients", "100", "--attempts", "10")
+    line = runner.ctrl_c("retry_jitter", *args, ready="each turned away 9 times")
+    sent = int(line.removeprefix("interrupted with ").removesuffix(" of 1000 requests sent"))
+    assert 0 <= sent <= 100
 
 
 @pytest.mark.parametrize(
