@@ -12,17 +12,16 @@ Pattern:       One long-lived httpx.AsyncClient and an asyncio.Semaphore(C) no b
                httpx.Timeout bounds each request and asyncio.timeout() the batch; gather() with
                return_exceptions=True keeps one failure from stopping the rest, and each request
                ends as a typed FetchResult. For all-or-nothing work use asyncio.TaskGroup instead.
-When to use:   Many independent I/O-bound calls (fan-out, link checks) where partial success counts.
-When not to:   CPU-bound work (process_pool.py); millions of URLs (C workers on a queue); choosing
-               a client for hundreds of connections (http_client_pools.py measures them).
+When to use:   Many independent I/O-bound calls (fan-out to services, crawls) where partial
+               success counts.
+When not to:   CPU-bound work (process_pool.py); millions of URLs (C workers on a queue); checking
+               links (link_check.py); choosing among HTTP clients (http_client_pools.py).
 Run:           uv run scripts/async_fetch.py
-               uv run scripts/async_fetch.py --url https://example.org/ --urls-file links.txt
-               Given URLs, it is a link checker: it lists the URLs that failed and exits 1 if any
-               did. The demo's 500s are deliberate: the demo exits 0.
+               uv run scripts/async_fetch.py --concurrency 5 --latency 0.2
+               The demo's 500s are deliberate: a failed request is a result, and the run exits 0.
 Try it:        --requests 5000 --concurrency 500: elapsed/ideal grows as the client's CPU counts.
                --requests 2000 --deadline 2: partial results, the rest counted as "deadline".
-               --url http://127.0.0.1:9/: a refused connection, listed as a failure; exit status 1.
-               uv run scripts/http_client_pools.py: the same fan-out over three HTTP clients.
+               --concurrency 1 --requests 20: the speed-up over sequential falls to about 1x.
 """
 
 import asyncio
@@ -39,21 +38,21 @@ import zlib
 from collections import Counter
 from collections.abc import Callable, Generator, Sequence
 from dataclasses import asdict, dataclass
-from typing import Any, TextIO
+from typing import Any
 
 import aiohttp
 import click
 import httpx
 from aiohttp import web
+from click import Context, Parameter
 from httpx_aiohttp import AiohttpTransport
 from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
-from rich.text import Text
 
 # --- The pattern ---------------------------------------------------------------------------------
 TIMEOUT_S = 5.0  # per request: 50x the demo's latency, yet quick to give up on a dead host
-DEADLINE_S = 60.0  # per batch: about as long as anyone waits for a link check
+DEADLINE_S = 60.0  # per batch: past a minute, report what finished rather than wait
 
 
 @dataclass(frozen=True, slots=True)
@@ -188,16 +187,6 @@ def server_process() -> Generator[str]:
             child.join()
 
 
-@dataclass(frozen=True)
-class Settings:
-    """How the CLI fetches, whichever URLs it is given."""
-
-    concurrency: int
-    timeout_s: float
-    deadline_s: float
-    quiet: bool  # no progress bar (--json)
-
-
 @contextlib.contextmanager
 def first_ctrl_c_only() -> Generator[None]:
     """Let the first Ctrl-C cancel the batch and ignore the next: uv forwards a second one."""
@@ -217,19 +206,19 @@ def first_ctrl_c_only() -> Generator[None]:
 
 
 def fetch_with_progress(
-    urls: list[str], target: str, warmup_url: str | None, settings: Settings
+    base: str, urls: list[str], concurrency: int, timeout_s: float, deadline_s: float, quiet: bool
 ) -> Batch:
-    """fetch_all() with the fast client under a progress bar; on Ctrl-C, say how far it got."""
+    """Warm the fast client's pool, then fetch_all() under a progress bar; say how far on Ctrl-C."""
     done: list[FetchResult] = []
 
     async def fetch() -> Batch:
         with first_ctrl_c_only():
-            click.echo(f"target: {target}", err=True)  # the work starts: Ctrl-C cancels it
-            async with make_fast_client(settings.concurrency, settings.timeout_s) as client:
-                if warmup_url is not None:  # open every connection of the pool before the clock
-                    warm_up = [client.get(warmup_url) for _ in range(settings.concurrency)]
-                    await asyncio.gather(*warm_up)
-                with Progress(console=Console(stderr=True), disable=settings.quiet) as bar:
+            click.echo(f"target: local server on {base} (own process)", err=True)
+            async with make_fast_client(concurrency, timeout_s) as client:
+                warmup_url = f"{base}/warmup?latency={WARMUP_LATENCY_S}"
+                # Every connection of the pool opens before the clock starts.
+                await asyncio.gather(*[client.get(warmup_url) for _ in range(concurrency)])
+                with Progress(console=Console(stderr=True), disable=quiet) as bar:
                     task = bar.add_task("fetching", total=len(urls))
 
                     def record(result: FetchResult) -> None:
@@ -237,11 +226,7 @@ def fetch_with_progress(
                         bar.advance(task)
 
                     return await fetch_all(
-                        client,
-                        urls,
-                        settings.concurrency,
-                        deadline_s=settings.deadline_s,
-                        on_result=record,
+                        client, urls, concurrency, deadline_s=deadline_s, on_result=record
                     )
 
     try:
@@ -258,7 +243,7 @@ def plural(count: int, noun: str) -> str:
 
 @dataclass(frozen=True)
 class Summary:
-    """The figures of a batch, as the table shows them and --json prints them."""
+    """The figures of a batch, in seconds to 0.1 ms: the table shows them, --json prints them."""
 
     requests: int
     concurrency: int
@@ -272,7 +257,6 @@ class Summary:
     ratio: float | None  # elapsed / ideal; None when there is no latency to compare with
     sequential_s: float  # N x latency: one request at a time
     speedup: float  # sequential / elapsed
-    failures: list[dict[str, str]]  # url, kind and detail of each failed request
 
 
 def p50_and_p95(latencies: list[float]) -> tuple[float, float]:
@@ -284,53 +268,31 @@ def p50_and_p95(latencies: list[float]) -> tuple[float, float]:
     return cuts[49], cuts[94]
 
 
-def summarise(batch: Batch, concurrency: int, latency: float | None) -> Summary:
-    """The figures for the requests that ran (the deadline cut the rest).
-
-    `latency` is the demo server's. For real URLs (None) the successful requests stand in: N is
-    their number and the latency their median, as a failure takes no time or a whole timeout.
-    """
+def summarise(batch: Batch, concurrency: int, latency: float) -> Summary:
+    """The figures of the requests that ran (the deadline cut the rest), against the ideal."""
     ran = [result for result in batch.results if result.error != "deadline"]
-    ok = [result for result in batch.results if result.error is None]
-    failures = [
-        {"url": str(result.url), "kind": result.error, "detail": result.detail}
-        for result in batch.results
-        if result.error is not None
-    ]
+    failed = Counter(result.error for result in batch.results if result.error is not None)
     p50, p95 = p50_and_p95([result.latency_s for result in ran])
-    if latency is None:  # real URLs
-        counted = len(ok)
-        each = p50_and_p95([result.latency_s for result in ok])[0]
-    else:
-        counted = len(ran)
-        each = latency
-    ideal = math.ceil(counted / concurrency) * each
-    sequential = counted * each
+    ideal = math.ceil(len(ran) / concurrency) * latency
+    sequential = len(ran) * latency
     return Summary(
         requests=len(batch.results),
         concurrency=concurrency,
-        ok=len(ok),
-        failed=len(failures),
-        failed_by_kind=dict(Counter(failure["kind"] for failure in failures).most_common()),
-        p50_s=p50,
-        p95_s=p95,
-        elapsed_s=batch.elapsed_s,
-        ideal_s=ideal,
-        ratio=batch.elapsed_s / ideal if ideal else None,
-        sequential_s=sequential,
-        speedup=sequential / batch.elapsed_s,
-        failures=failures,
+        ok=len(batch.results) - failed.total(),
+        failed=failed.total(),
+        failed_by_kind=dict(failed.most_common()),
+        p50_s=round(p50, 4),
+        p95_s=round(p95, 4),
+        elapsed_s=round(batch.elapsed_s, 4),
+        ideal_s=round(ideal, 4),
+        ratio=round(batch.elapsed_s / ideal, 4) if ideal else None,
+        sequential_s=round(sequential, 4),
+        speedup=round(sequential / batch.elapsed_s, 4),
     )
 
 
-def to_json(summary: Summary) -> str:
-    fields = asdict(summary)
-    rounded = {key: round(v, 4) if isinstance(v, float) else v for key, v in fields.items()}
-    return json.dumps(rounded)
-
-
-def show(summary: Summary, demo: bool) -> None:
-    """The figures as a table, and for real URLs a table of the failures, on stdout."""
+def show(summary: Summary) -> None:
+    """The figures as a table, on stdout."""
     title = f"{plural(summary.requests, 'GET')}, {summary.concurrency} at a time"
     table = Table(show_header=False, title=title)
     kinds = "".join(f", {count} {kind}" for kind, count in summary.failed_by_kind.items())
@@ -338,73 +300,30 @@ def show(summary: Summary, demo: bool) -> None:
     p50_ms = summary.p50_s * 1000
     p95_ms = summary.p95_s * 1000
     table.add_row("latency p50 / p95", f"{p50_ms:.0f} ms / {p95_ms:.0f} ms")
-    elapsed_label = "elapsed (pool warmed up first)" if demo else "elapsed"
-    table.add_row(elapsed_label, f"{summary.elapsed_s:.2f} s")
+    table.add_row("elapsed (pool warmed up first)", f"{summary.elapsed_s:.2f} s")
     comparison = "no latency to compare"
     if summary.ratio is not None:
         comparison = f"elapsed is {summary.ratio:.2f}x this"
     table.add_row("ideal: ceil(N/C) x latency", f"{summary.ideal_s:.2f} s: {comparison}")
     sequential = f"{summary.sequential_s:.1f} s, {summary.speedup:.1f}x elapsed"
     table.add_row("sequential: N x latency", sequential)
-    console = Console()
-    console.print(table)
-    if not demo and summary.failures:  # a link check: which URLs failed, and why
-        failures = Table("URL", "kind", "detail", title=plural(summary.failed, "failure"))
-        for failure in summary.failures:  # URLs and messages are text, never rich markup
-            failures.add_row(Text(failure["url"]), failure["kind"], Text(failure["detail"]))
-        console.print(failures)
+    Console().print(table)
 
 
 # --- CLI -----------------------------------------------------------------------------------------
 class FiniteFloat(click.FloatRange):
     """A FloatRange that also refuses nan and inf, which slip past its bounds."""
 
-    def convert(
-        self, value: Any, param: click.Parameter | None, ctx: click.Context | None
-    ) -> float:
+    def convert(self, value: Any, param: Parameter | None, ctx: Context | None) -> float:
         number = super().convert(value, param, ctx)
         if not math.isfinite(number):
             self.fail(f"{value!r} is not a finite number", param, ctx)
         return number
 
 
-def plain_urls(texts: list[str]) -> list[str]:
-    """The texts, once each is known to be a plain http(s) URL; else a click.BadParameter."""
-    for text in texts:
-        try:  # UnicodeError: a host that is not valid IDNA (httpx decodes it on demand)
-            url = httpx.URL(text)
-            plain = url.scheme in ("http", "https") and url.host != "" and url.userinfo == b""
-        except (UnicodeError, httpx.InvalidURL) as err:
-            raise click.BadParameter(f"{text!r}: {err}") from err
-        if not plain:
-            raise click.BadParameter(f"{text!r} is not a plain http(s) URL")
-    return texts
-
-
-def checked_urls(ctx: click.Context, param: click.Parameter, value: tuple[str, ...]) -> list[str]:
-    return plain_urls(list(value))
-
-
-def urls_in_file(ctx: click.Context, param: click.Parameter, value: TextIO | None) -> list[str]:
-    """The URLs in the file, one a line; blank lines and # comments are skipped."""
-    if value is None:
-        return []
-    try:
-        with value:  # read it all now, and close it (click would only after a good parse)
-            lines = [line.strip() for line in value]
-    except UnicodeError as err:  # not UTF-8 text
-        raise click.BadParameter(str(err)) from err
-    except OSError as err:  # opened, yet unreadable: a device, a failing disk
-        raise click.BadParameter(f"cannot read {value.name}: {err.strerror}") from err
-    texts = [line for line in lines if line and not line.startswith("#")]
-    if not texts:
-        raise click.BadParameter("no URLs")
-    return plain_urls(texts)
-
-
 @click.command(context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
 @click.option(
-    "--requests", type=click.IntRange(1, 100_000), default=200, help="How many GETs the demo sends."
+    "--requests", type=click.IntRange(1, 100_000), default=200, help="How many GETs to send."
 )
 @click.option(
     "--concurrency",
@@ -416,71 +335,42 @@ def urls_in_file(ctx: click.Context, param: click.Parameter, value: TextIO | Non
     "--latency", type=FiniteFloat(0, 10), default=0.1, help="Seconds the demo server waits."
 )
 @click.option(
-    "--fail-rate", type=FiniteFloat(0, 1), default=0.05, help="Share of demo GETs that get a 500."
-)
-@click.option(
-    "--url",
-    "urls",
-    multiple=True,
-    callback=checked_urls,
-    help="Check this URL instead of running the demo; repeat it for more.",
-)
-@click.option(
-    "--urls-file",
-    type=click.File(encoding="utf-8"),
-    callback=urls_in_file,
-    help="Check the URLs in this file, one a line; blank lines and # comments are skipped.",
+    "--fail-rate", type=FiniteFloat(0, 1), default=0.05, help="Share of GETs that get a 500."
 )
 @click.option(
     "--timeout",
-    "timeout_s",
     type=FiniteFloat(0.001, 300),
     default=TIMEOUT_S,
     help="Seconds one GET may take before it fails as a timeout.",
 )
 @click.option(
     "--deadline",
-    "deadline_s",
     type=FiniteFloat(0.001, 3600),
     default=DEADLINE_S,
     help="Seconds for the whole batch; GETs unanswered by then fail as a deadline.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of a table.")
-@click.pass_context
 def cli(
-    ctx: click.Context,
     requests: int,
+    concurrency: int,
     latency: float,
     fail_rate: float,
-    urls: list[str],
-    urls_file: list[str],
-    concurrency: int,
-    timeout_s: float,
-    deadline_s: float,
+    timeout: float,
+    deadline: float,
     as_json: bool,
 ) -> None:
-    """Fetch many URLs, a bounded number at a time: a local demo, or the URLs you give.
+    """GET many URLs from a local server, a bounded number at a time, against the ideal time.
 
-    Given URLs, it lists those that failed and exits 1 if any did.
+    To check your own URLs and list the broken ones, use link_check.py.
     """
-    settings = Settings(concurrency, timeout_s, deadline_s, quiet=as_json)
-    given = [*urls, *urls_file]
-    if given:
-        batch = fetch_with_progress(given, plural(len(given), "URL"), None, settings)
-        summary = summarise(batch, concurrency, None)
-    else:
-        with server_process() as base:
-            demo = [f"{base}/item/{i}?latency={latency}&fail={fail_rate}" for i in range(requests)]
-            target = f"local server on {base} (own process)"
-            warmup_url = f"{base}/warmup?latency={WARMUP_LATENCY_S}"
-            batch = fetch_with_progress(demo, target, warmup_url, settings)
-        summary = summarise(batch, concurrency, latency)
+    with server_process() as base:
+        urls = [f"{base}/item/{i}?latency={latency}&fail={fail_rate}" for i in range(requests)]
+        batch = fetch_with_progress(base, urls, concurrency, timeout, deadline, as_json)
+    summary = summarise(batch, concurrency, latency)
     if as_json:
-        click.echo(to_json(summary))
+        click.echo(json.dumps(asdict(summary)))
     else:
-        show(summary, demo=not given)
-    if given and summary.failed:  # a broken link fails a link check
-        ctx.exit(1)
+        show(summary)
 
 
 def run(argv: Sequence[str] | None = None) -> int:
