@@ -195,7 +195,7 @@ def test_the_table_shows_every_mode_and_its_count(invoke: Invoke) -> None:
         assert mode in done.stdout
     assert done.stdout.count(f"{sieve_count(20_000):,}") == 4
     assert "workers: 1, best of 3, start-up: " in done.stdout
-    assert "speed-up: serial CPU time " in done.stdout
+    assert "speed-up: vs one core doing it all (" in done.stdout
     assert "starting the pool (spawn, workers: 1)" in done.stderr
 
 
