@@ -33,7 +33,7 @@ BAD_ARGUMENTS = [
     pytest.param(["top"], "FILE", id="missing argument"),
     pytest.param(["--exclude"], "--exclude", id="option without its value"),
     pytest.param(["stats", "LOG", "--exclude"], "--exclude", id="option without its value after"),
-    pytest.param(["stats", "LOG", "--by", "ip"], "--by", id="option of another command"),
+    pytest.param(["stats", "LOG", "--by", "status"], "--by", id="option of another command"),
     pytest.param(["tail", "LOG"], "COMMAND", id="unknown command"),
 ]
 
@@ -95,6 +95,16 @@ def test_unparsable_lines_are_skipped_and_counted(invoke: Invoke, log: Path) -> 
     assert json_of(invoke(cli_argparse.run, "top", str(log), "--json"))["skipped"] == 2
 
 
+def test_a_byte_that_is_not_utf8_costs_nothing_but_itself(invoke: Invoke, log: Path) -> None:
+    """Regression: one Latin-1 byte anywhere made the whole log "not a text file"."""
+    expected = independent_stats(log)
+    with log.open("ab") as out:
+        out.write(b'10.0.0.9 - - [01/Jan/2026:00:00:03 +0000] "GET /caf\xe9 HTTP/1.1" 200 5\n')
+    result = json_of(invoke(cli_argparse.run, "stats", str(log), "--json"))
+    assert result["requests"] == expected["requests"] + 1
+    assert result["status_classes"]["2xx"] == expected["status_classes"]["2xx"] + 1
+
+
 def test_top_by_status_with_a_limit(invoke: Invoke, log: Path) -> None:
     args = ["top", str(log), "--by", "status", "--limit", "2", "--json"]
     result = json_of(invoke(cli_argparse.run, *args))
@@ -109,7 +119,7 @@ def test_plain_text_table_for_people(invoke: Invoke, log: Path) -> None:
     result = invoke(cli_argparse.run, "top", str(log), "--limit", "3")
     title, header, *rows = result.stdout.splitlines()
     assert title == "Top 3 by path"
-    assert header.split() == ["path", "requests", "share"]
+    assert header.split() == ["path", "requests"]
     assert len(rows) == 3
     assert len({len(row) for row in [header, *rows]}) == 1  # columns line up
 
@@ -134,8 +144,7 @@ def test_the_stats_as_a_plain_text_table(invoke: Invoke, log: Path) -> None:
     result = invoke(cli_argparse.run, "stats", str(log))
     title, *rows = result.stdout.splitlines()
     assert title == "1,000 requests in access.log"
-    labels = [row[:12].strip() for row in rows]
-    assert labels == ["clients", "1xx", "2xx", "3xx", "4xx", "5xx", "5xx rate", "bytes sent"]
+    assert [row.split()[0] for row in rows] == ["1xx", "2xx", "3xx", "4xx", "5xx"]
     assert len({len(row) for row in rows}) == 1  # values line up on the right
 
 
@@ -193,7 +202,7 @@ def test_bad_arguments_are_usage_errors(
 
 @pytest.mark.parametrize(
     ("content", "problem"),
-    [(b"hello\n", ": not an access log (no line"), (b"\xff\xfe", ": not a text file")],
+    [(b"hello\n", ": not an access log (no line"), (b"\xff\xfe\n", ": not an access log (no")],
 )
 def test_a_file_that_is_not_a_log_is_a_runtime_error(
     invoke: Invoke, tmp_path: Path, content: bytes, problem: str
@@ -255,7 +264,7 @@ def test_a_closed_stdout_ends_quietly(runner: ScriptRunner, log: Path, unbuffere
     os.close(read_end)  # every write to the pipe now fails with EPIPE
     try:
         proc = subprocess.run(
-            runner.command("cli_argparse", ["top", str(log), "--by", "ip", "--limit", "100"]),
+            runner.command("cli_argparse", ["top", str(log)]),
             cwd=ROOT,
             env=env,
             stdout=write_end,
