@@ -102,9 +102,9 @@ bench runs="3":
     # (lesson, arguments, the figures that judge it). Figures in nested JSON are dotted paths
     # (clients.0.ratio). The machine is noisy, so judge medians of runs made in the same minutes.
     SCENARIOS = [
-        ("async_fetch", "--requests 200 --concurrency 20 --fail-rate 0", ["ratio"]),
-        ("async_fetch", "--requests 1000 --concurrency 100 --fail-rate 0", ["ratio"]),
-        ("async_fetch", "--requests 5000 --concurrency 500 --fail-rate 0", ["ratio", "elapsed_s"]),
+        ("async_fetch", "--requests 200 --concurrency 20 --fail-percent 0", ["ratio"]),
+        ("async_fetch", "--requests 1000 --concurrency 100 --fail-percent 0", ["ratio"]),
+        ("async_fetch", "--requests 5000 --concurrency 500 --fail-percent 0", ["ratio", "elapsed_s"]),
         (
             "http_client_pools",
             "--requests 5000 --concurrency 500 --client aiohttp",

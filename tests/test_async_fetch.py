@@ -112,7 +112,9 @@ async def serving(factory: Callable[[], asyncio.Protocol]) -> AsyncGenerator[str
 @asynccontextmanager
 async def demo_server() -> AsyncGenerator[str]:
     """The lesson's own demo app, served from this event loop; yield the base URL."""
-    runner = web.AppRunner(async_fetch.demo_app(), access_log=None, shutdown_timeout=0.1)
+    app = web.Application()
+    app.router.add_get("/{path:.*}", async_fetch.answer)  # the route the lesson's server has
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.1)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
@@ -156,7 +158,7 @@ def test_all_ok_in_the_order_of_the_urls(make_client: Callable[..., httpx.AsyncC
 
     batch = run(scenario)
     assert [r.error for r in batch.results] == [None] * 30
-    assert {(r.status, r.size, r.detail) for r in batch.results} == {(200, 2, "OK")}
+    assert {(r.status, r.detail) for r in batch.results} == {(200, "OK")}
     assert [r.url.path for r in batch.results] == [f"/item/{i}" for i in range(30)]
     assert sorted(seen, key=lambda r: r.url.path) == sorted(batch.results, key=lambda r: r.url.path)
 
@@ -319,47 +321,56 @@ def test_server_process_serves_and_stops_cleanly() -> None:
 
 def test_only_the_first_ctrl_c_cancels() -> None:
     """uv passes a second Ctrl-C on: it must not interrupt the clean-up the first one started."""
-    cancels: list[int] = []
-    previous = signal.signal(signal.SIGINT, lambda signum, frame: cancels.append(signum))
+    cleaned_up = []
+
+    async def scenario() -> None:
+        async def work() -> None:
+            async_fetch.cancel_on_ctrl_c()  # as the demo does, from the task Ctrl-C cancels
+            try:
+                await asyncio.Event().wait()
+            finally:  # the clean-up, which a second cancellation would cut short
+                signal.raise_signal(signal.SIGINT)
+                for _ in range(3):  # the loop turns, and would deliver a cancellation
+                    await asyncio.sleep(0)
+                cleaned_up.append(True)
+
+        task = asyncio.create_task(work())
+        await asyncio.sleep(0)  # work() starts waiting
+        signal.raise_signal(signal.SIGINT)
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    previous = signal.getsignal(signal.SIGINT)
     try:
-        with async_fetch.first_ctrl_c_only():
-            signal.raise_signal(signal.SIGINT)
-            signal.raise_signal(signal.SIGINT)
-            assert signal.getsignal(signal.SIGINT) == signal.SIG_IGN
+        run(scenario)
+        assert signal.getsignal(signal.SIGINT) == signal.SIG_IGN
     finally:
         signal.signal(signal.SIGINT, previous)
-    assert cancels == [signal.SIGINT]
+    assert cleaned_up == [True]
 
 
 # --- the figures ---------------------------------------------------------------------------------
 URL = httpx.URL("http://127.0.0.1/")
 
 
-def test_no_latency_means_no_ratio(capsys: pytest.CaptureFixture[str]) -> None:
-    """--latency 0: the ideal is 0 s, and elapsed/ideal means nothing."""
-    results = [FetchResult(URL, 200, 2, 0.001) for _ in range(10)]
-    summary = async_fetch.summarise(Batch(results, 0.01), 5, 0.0)
+def test_no_request_ran_means_no_ratio(capsys: pytest.CaptureFixture[str]) -> None:
+    """The deadline cut every request: the ideal is 0 s, and elapsed/ideal means nothing."""
+    results = [FetchResult(URL, None, 0.0, "deadline") for _ in range(10)]
+    summary = async_fetch.summarise(Batch(results, 1.0), 5, 0.1)
     assert (summary.ideal_s, summary.ratio, summary.sequential_s) == (0.0, None, 0.0)
-    async_fetch.show(summary)
-    assert "no latency to compare" in capsys.readouterr().out
+    async_fetch.show(summary, 5)
+    out = capsys.readouterr().out
+    assert "no request ran" in out
+    assert "10 GETs, 5 at a time" in out
 
 
 def test_the_demo_figures_leave_out_what_the_deadline_cut() -> None:
-    results = [FetchResult(URL, 200, 2, 0.1) for _ in range(4)]
-    results += [FetchResult(URL, None, 0, 0.0, "deadline") for _ in range(96)]
+    results = [FetchResult(URL, 200, 0.1) for _ in range(4)]
+    results += [FetchResult(URL, None, 0.0, "deadline") for _ in range(96)]
     summary = async_fetch.summarise(Batch(results, 0.2), 2, 0.1)
     assert (summary.ideal_s, summary.sequential_s) == (0.2, 0.4)  # 4 ran, not 100
     assert summary.ratio == pytest.approx(1.0)
     assert summary.failed_by_kind == {"deadline": 96}
-
-
-def test_percentiles_are_the_collections_inclusive_method() -> None:
-    results = [FetchResult(URL, 200, 2, latency / 100) for latency in range(1, 101)]
-    summary = async_fetch.summarise(Batch(results, 1.0), 10, 0.1)
-    assert summary.p50_s == pytest.approx(0.505)  # between the 50th and 51st of 100
-    assert summary.p95_s == pytest.approx(0.9505)
-    one = async_fetch.summarise(Batch(results[:1], 1.0), 10, 0.1)
-    assert (one.p50_s, one.p95_s) == (0.01, 0.01)
 
 
 # --- the command line, in-process ----------------------------------------------------------------
@@ -370,19 +381,21 @@ def test_percentiles_are_the_collections_inclusive_method() -> None:
     [
         (["--concurrency", "0"], "--concurrency"),
         (["--concurrency", "1001"], "--concurrency"),
-        (["--latency", "-1"], "--latency"),
-        (["--latency", "nan"], "--latency"),
-        (["--latency", "inf"], "--latency"),
-        (["--fail-rate", "2"], "--fail-rate"),
-        (["--fail-rate", "nan"], "--fail-rate"),
-        (["--timeout", "0"], "--timeout"),
-        (["--timeout", "nan"], "--timeout"),
+        (["--latency-ms", "0"], "--latency-ms"),
+        (["--latency-ms", "nan"], "--latency-ms"),  # whole numbers: nan and inf cannot get in
+        (["--latency-ms", "inf"], "--latency-ms"),
+        (["--latency", "nan"], "--latency"),  # gone: --latency took seconds, nan included
+        (["--fail-percent", "101"], "--fail-percent"),
+        (["--fail-percent", "nan"], "--fail-percent"),
+        (["--fail-rate", "0.5"], "--fail-rate"),  # gone: --fail-percent takes whole numbers
         (["--deadline", "-5"], "--deadline"),
+        (["--deadline", "nan"], "--deadline"),
         (["--deadline", "inf"], "--deadline"),
         (["--requests", "abc"], "--requests"),
         (["--requests", "0"], "--requests"),
         (["--url", "http://127.0.0.1/"], "--url"),  # gone: link_check.py checks real URLs
         (["--transport", "httpx"], "--transport"),  # gone: http_client_pools.py compares clients
+        (["--timeout", "1"], "--timeout"),  # gone: the client's TIMEOUT_S is the lesson's
         (["--colour"], "--colour"),
     ],
 )
@@ -401,11 +414,12 @@ def test_help_speaks_to_users() -> None:
 def test_the_demo_prints_a_table_and_its_500s_do_not_fail_it(
     invoke: Callable[..., Invocation],
 ) -> None:
-    done = invoke(async_fetch.run, "--requests", "40", "--latency", "0.01", "--fail-rate", "0.5")
+    args = ["--requests", "40", "--latency-ms", "10", "--fail-percent", "50"]
+    done = invoke(async_fetch.run, *args)
     assert done.code == 0, done.stderr
     assert "40 GETs, 20 at a time" in done.stdout
     assert re.search(r"ok / failed +│ \d+ / \d+, \d+ http 500", done.stdout), done.stdout
-    for row in ("latency p50 / p95", "elapsed (pool warmed up first)", "ideal", "sequential"):
+    for row in ("elapsed (pool warmed up first)", "ideal", "sequential"):
         assert re.search(rf"│ {re.escape(row)}.* +│ .*\d", done.stdout), done.stdout
 
 
@@ -417,8 +431,6 @@ JSON_KEYS = {
     "ok",
     "failed",
     "failed_by_kind",
-    "p50_s",
-    "p95_s",
     "elapsed_s",
     "ideal_s",
     "ratio",
@@ -428,7 +440,7 @@ JSON_KEYS = {
 
 
 def test_json_run_of_the_demo(runner: ScriptRunner) -> None:
-    args = ["--requests", "60", "--concurrency", "10", "--latency", "0.05", "--fail-rate", "0.2"]
+    args = ["--requests", "60", "--concurrency", "10", "--latency-ms", "50", "--fail-percent", "20"]
     proc = runner.run("async_fetch", *args, "--json")
     assert proc.returncode == 0, proc.stderr  # the demo's deliberate 500s do not fail it
     summary = json.loads(proc.stdout)
@@ -443,5 +455,6 @@ def test_json_run_of_the_demo(runner: ScriptRunner) -> None:
 
 
 def test_ctrl_c_exits_130_with_the_partial_results(runner: ScriptRunner) -> None:
-    line = runner.ctrl_c("async_fetch", "--requests", "2000", "--latency", "0.5", ready="target: ")
-    assert re.fullmatch(r"interrupted at \d+/2000 requests \(\d+ ok\)", line), line
+    args = ["--requests", "2000", "--latency-ms", "500"]
+    line = runner.ctrl_c("async_fetch", *args, ready="target: ")
+    assert re.fullmatch(r"interrupted: \d+ of 2000 done, \d+ ok", line), line
