@@ -15,7 +15,6 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from importlib.metadata import version
 from pathlib import Path
 from typing import IO
 
@@ -63,21 +62,21 @@ class Interrupted:
 class ScriptRunner:
     """Runs lessons as subprocesses under `uv run`, each in its own environment.
 
-    When the harness measures coverage (COVERAGE_PROCESS_START is set), each run adds the
-    harness's own coverage version to the lesson's environment, so the lines it runs count too.
-    `isolated=True` leaves the environment exactly as the lesson's block makes it.
+    When the harness measures coverage, its PYTHONPATH (a sitecustomize and coverage alone) starts
+    coverage in the lesson's processes too. `isolated=True` leaves that out: the environment is
+    exactly what the lesson's block makes it.
     """
 
     def __init__(self, *, isolated: bool = False) -> None:
-        self.env = {key: value for key, value in os.environ.items() if key != "VIRTUAL_ENV"}
+        left_out = {"VIRTUAL_ENV"}
+        if isolated:
+            left_out |= {"PYTHONPATH", "COVERAGE_PROCESS_START"}
+        self.env = {key: value for key, value in os.environ.items() if key not in left_out}
         # A wide, colourless terminal keeps rich's tables on one line each and easy to assert on.
         self.env |= {"COLUMNS": "160", "NO_COLOR": "1", "PYTHONUNBUFFERED": "1"}
-        self.extra: list[str] = []
-        if "COVERAGE_PROCESS_START" in self.env and not isolated:
-            self.extra = ["--with", f"coverage=={version('coverage')}"]
 
     def command(self, name: str, args: Sequence[str]) -> list[str]:
-        return ["uv", "run", "--quiet", *self.extra, str(SCRIPTS_DIR / f"{name}.py"), *args]
+        return ["uv", "run", "--quiet", str(SCRIPTS_DIR / f"{name}.py"), *args]
 
     def run(
         self, name: str, *args: str, timeout: float = RUN_TIMEOUT_S, input_text: str | None = None

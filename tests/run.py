@@ -32,6 +32,8 @@ TESTS = Path(__file__).resolve().parent
 ROOT = TESTS.parent
 ENV = TESTS / ".venv"
 COVERAGE_DATA = TESTS / ".coverage-data"  # one file per measured process, then combined
+# coverage alone, for the processes that run in a lesson's own environment (see coverage_hook/)
+COVERAGE_ONLY = ENV / "coverage-only"
 BLOCK = re.compile(r"(?m)^# /// script\s*$\n(?P<body>(?:^#(?: .*)?$\n)+)^# ///\s*$")
 
 
@@ -55,7 +57,12 @@ def sync_environment() -> Path:
     compile_command = ["uv", "pip", "compile", "--quiet", "--exclude-newer", exclude_newer()]
     subprocess.run([*compile_command, *requirements, "-o", str(pinned)], check=True)
     subprocess.run(["uv", "pip", "sync", "--quiet", "--python", str(ENV), str(pinned)], check=True)
-    return ENV / "bin" / "python"
+    python = ENV / "bin" / "python"
+    pins = pinned.read_text(encoding="utf-8").splitlines()
+    coverage = next(pin for pin in pins if pin.startswith("coverage=="))
+    only = ["--python", str(python), "--target", str(COVERAGE_ONLY), coverage]
+    subprocess.run(["uv", "pip", "install", "--quiet", *only], check=True)
+    return python
 
 
 def run_measured(python: Path, pytest_args: list[str]) -> int:
@@ -68,7 +75,8 @@ def run_measured(python: Path, pytest_args: list[str]) -> int:
     for stale in COVERAGE_DATA.glob(".coverage*"):
         stale.unlink()
     env = os.environ | {
-        "PYTHONPATH": str(TESTS / "coverage_hook"),  # its sitecustomize starts coverage
+        # The hook's sitecustomize starts coverage in every Python process, the lessons included.
+        "PYTHONPATH": os.pathsep.join([str(TESTS / "coverage_hook"), str(COVERAGE_ONLY)]),
         "COVERAGE_PROCESS_START": str(TESTS / "coverage.ini"),
         "COVERAGE_FILE": str(COVERAGE_DATA / ".coverage"),
     }
