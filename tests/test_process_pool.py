@@ -259,5 +259,5 @@ def test_crash_exits_1_with_one_line(runner: ScriptRunner) -> None:
 def test_ctrl_c_exits_130_quickly_and_leaves_no_process(
     runner: ScriptRunner, ready: str, partial: str
 ) -> None:
-    line = runner.ctrl_c("process_pool", "--size", "400000", "--workers", "2", ready=ready)
+    line = runner.ctrl_c("process_pool", "--size", "200000", "--workers", "2", ready=ready)
     assert line.startswith(f"interrupted {partial}"), line
