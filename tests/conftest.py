@@ -13,12 +13,15 @@ import signal
 import subprocess
 import threading
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Generator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
+from types import SimpleNamespace
 from typing import IO
 
 import pytest
+import tenacity
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPTS_DIR = ROOT / "scripts"
@@ -264,3 +267,39 @@ def invoke(capsys: pytest.CaptureFixture[str]) -> Callable[..., Invocation]:
         return Invocation(code, out, err)
 
     return call
+
+
+# --- a fake clock for retry lessons: time that moves only when asked ----------------------------
+
+
+@dataclass
+class FakeClock:
+    """Time that moves only when the code under test sleeps or a fake request takes time."""
+
+    now: float = 0.0
+    sleeps: list[float] = field(default_factory=list)
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += seconds
+
+
+@contextmanager
+def tenacity_reads(clock: FakeClock) -> Generator[None]:
+    """Make tenacity's own clock (RetryCallState timestamps) the fake one, for one call."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(tenacity, "time", SimpleNamespace(monotonic=clock))
+        yield
+
+
+@pytest.fixture
+def fake_time(monkeypatch: pytest.MonkeyPatch) -> FakeClock:
+    """For in-process CLI runs: tenacity's clock and its default sleep, both on a fake clock."""
+    clock = FakeClock()
+    monkeypatch.setattr(tenacity, "time", SimpleNamespace(monotonic=clock))
+    monkeypatch.setattr(tenacity.nap, "time", SimpleNamespace(sleep=clock.sleep))
+    monkeypatch.setenv("COLUMNS", "200")  # rich's table on one line per row
+    return clock

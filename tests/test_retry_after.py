@@ -10,12 +10,10 @@ test.
 """
 
 import json
-from collections.abc import Callable, Generator
-from contextlib import contextmanager
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
-from types import SimpleNamespace
 from typing import Any
 
 import httpx
@@ -25,7 +23,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import retry_after
-from conftest import Invocation, ScriptRunner
+from conftest import FakeClock, Invocation, ScriptRunner, tenacity_reads
 
 # --- fakes ---------------------------------------------------------------------------------------
 
@@ -34,39 +32,6 @@ TIMEOUT_S = 2.0  # the fake client's timeout: what a fake timeout costs
 TRANSPORT_ERRORS = {"connect": httpx.ConnectError, "timeout": httpx.ReadTimeout}
 # An answer of the fake network: a status, (status, Retry-After value), or a transport failure.
 Outcome = int | tuple[int, int | str] | str
-
-
-@dataclass
-class FakeClock:
-    """Time that moves only when the code under test sleeps or a fake request takes time."""
-
-    now: float = 0.0
-    sleeps: list[float] = field(default_factory=list)
-
-    def __call__(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.now += seconds
-
-
-@contextmanager
-def tenacity_reads(clock: FakeClock) -> Generator[None]:
-    """Make tenacity's own clock (RetryCallState timestamps) the fake one, for one call."""
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(tenacity, "time", SimpleNamespace(monotonic=clock))
-        yield
-
-
-@pytest.fixture
-def fake_time(monkeypatch: pytest.MonkeyPatch) -> FakeClock:
-    """For in-process CLI runs: tenacity's clock and its default sleep, both on a fake clock."""
-    clock = FakeClock()
-    monkeypatch.setattr(tenacity, "time", SimpleNamespace(monotonic=clock))
-    monkeypatch.setattr(tenacity.nap, "time", SimpleNamespace(sleep=clock.sleep))
-    monkeypatch.setenv("COLUMNS", "200")  # rich's table on one line per row
-    return clock
 
 
 @dataclass

@@ -11,11 +11,9 @@ test; the demo-server tests use the real loopback server.
 
 import json
 import threading
-from collections.abc import Callable, Generator, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import SimpleNamespace
 
 import click
 import httpx
@@ -25,7 +23,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import retry_client
-from conftest import Invocation, ScriptRunner
+from conftest import FakeClock, Invocation, ScriptRunner, tenacity_reads
 from retry_client import RetryPolicy
 
 # --- fakes ---------------------------------------------------------------------------------------
@@ -39,38 +37,6 @@ TRANSPORT_ERRORS = {
 }
 # An answer of the fake network: a status, (status, Retry-After value), or a transport failure.
 Outcome = int | tuple[int, int | str] | str
-
-
-@dataclass
-class FakeClock:
-    """Time that moves only when the code under test sleeps or a fake request takes time."""
-
-    now: float = 0.0
-    sleeps: list[float] = field(default_factory=list)
-
-    def __call__(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.now += seconds
-
-
-@contextmanager
-def tenacity_reads(clock: FakeClock) -> Generator[None]:
-    """Make tenacity's own clock (RetryCallState timestamps) the fake one, for one call."""
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(tenacity, "time", SimpleNamespace(monotonic=clock))
-        yield
-
-
-@pytest.fixture
-def fake_time(monkeypatch: pytest.MonkeyPatch) -> FakeClock:
-    """For in-process CLI runs: tenacity's clock and its default sleep, both on a fake clock."""
-    clock = FakeClock()
-    monkeypatch.setattr(tenacity, "time", SimpleNamespace(monotonic=clock))
-    monkeypatch.setattr(tenacity.nap, "time", SimpleNamespace(sleep=clock.sleep))
-    return clock
 
 
 @dataclass
