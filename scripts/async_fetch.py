@@ -9,9 +9,9 @@
 
 Pattern:       One long-lived httpx.AsyncClient and an asyncio.Semaphore(C) no bigger than its
                pool: requests wait in your code, never in the pool, so none fails with PoolTimeout.
-               httpx.Timeout bounds each request and asyncio.timeout() the batch; gather() with
-               return_exceptions=True keeps one failure from stopping the rest, and each request
-               ends as a typed FetchResult. For all-or-nothing work use asyncio.TaskGroup instead.
+               httpx.Timeout bounds each request and asyncio.timeout() the batch; every request
+               ends as a typed FetchResult, a failure too, so one never stops the rest. For
+               all-or-nothing work use asyncio.TaskGroup instead.
 When to use:   Many independent I/O-bound calls (fan-out, crawls) where partial success counts.
 When not to:   CPU-bound work (process_pool.py); millions of URLs (C workers on a queue); checking
                links (link_check.py); choosing among HTTP clients (http_client_pools.py).
@@ -104,8 +104,8 @@ async def fetch_all(
 ) -> Batch:
     """GET every URL, at most `concurrency` (no more than the pool holds) at a time.
 
-    Requests the deadline cuts are "deadline" results. A URL httpx cannot parse raises
-    httpx.InvalidURL before any request is sent.
+    The bound is per call: callers sharing a client at once need a pool for all of them. What
+    the deadline cuts is a "deadline" result; a URL httpx cannot parse raises httpx.InvalidURL.
     """
     parsed = [httpx.URL(url) for url in urls]
     semaphore = asyncio.Semaphore(concurrency)
@@ -145,10 +145,10 @@ async def answer(request: web.Request) -> web.Response:
 
 
 def serve(sock: socket.socket) -> None:
-    """The child process: serve the demo until SIGTERM or Ctrl-C, then shut down cleanly."""
+    """The child process: serve the demo, Ctrl-C ignored, until the parent kills it."""
     app = web.Application()
     app.router.add_get("/{path:.*}", answer)
-    web.run_app(app, sock=sock, shutdown_timeout=0.1, access_log=None, print=None)
+    web.run_app(app, sock=sock, handle_signals=False, access_log=None, print=None)
 
 
 @contextlib.contextmanager
@@ -157,13 +157,13 @@ def server_process() -> Generator[str]:
     # The socket listens before the child starts: no "ready" message to wait for, no race.
     with socket.create_server(("127.0.0.1", 0), backlog=BACKLOG) as sock:
         child = multiprocessing.get_context("fork").Process(target=serve, args=(sock,))
-        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)  # until run_app() handles it
+        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)  # the child inherits this
         child.start()  # fork: a copy of this process in milliseconds, safe with no thread started
-        try:  # from here on, whatever happens stops the child
+        try:  # Ctrl-C is the parent's to handle; whatever happens, the child is stopped
             signal.signal(signal.SIGINT, previous)
             yield f"http://127.0.0.1:{sock.getsockname()[1]}"
         finally:
-            child.terminate()  # SIGTERM: run_app() shuts the server down, and the child exits
+            child.kill()  # SIGKILL: the server keeps nothing worth a graceful shutdown
             child.join()
 
 
@@ -187,11 +187,11 @@ def fetch_demo(base: str, urls: list[str], concurrency: int, deadline_s: float) 
 
     async def fetch() -> Batch:
         cancel_on_ctrl_c()
-        click.echo(f"target: local server on {base} (own process)", err=True)
         async with make_fast_client(concurrency) as client:
             # Open every connection of the pool before the clock starts.
             warmup_url = f"{base}/warmup?latency={WARMUP_LATENCY_S}"
             await asyncio.gather(*[client.get(warmup_url) for _ in range(concurrency)])
+            click.echo(f"target: local server on {base} (own process), pool warm", err=True)
             return await fetch_all(
                 client, urls, concurrency, deadline_s=deadline_s, on_result=done.append
             )
@@ -216,7 +216,7 @@ class Summary:
 
 
 def summarise(batch: Batch, concurrency: int, latency: float) -> Summary:
-    """The figures of the requests that ran (the deadline cut the rest), against the ideal."""
+    """Every request's outcome; ideal and sequential time for those that ran (not cut off)."""
     ran = [result for result in batch.results if result.error != "deadline"]
     failed = Counter(result.error for result in batch.results if result.error is not None)
     ideal = math.ceil(len(ran) / concurrency) * latency

@@ -224,9 +224,11 @@ def checked_urls(ctx: Context, param: Parameter, texts: Sequence[str]) -> list[s
     for text in texts:
         try:  # UnicodeError: a host that is not valid IDNA (httpx decodes it on demand)
             url = httpx.URL(text)
-            plain = url.scheme in ("http", "https") and url.host != "" and url.userinfo == b""
+            plain = url.scheme in ("http", "https") and url.host != ""
         except (UnicodeError, httpx.InvalidURL) as err:
             raise click.BadParameter(f"{text!r}: {err}") from err
+        if url.userinfo:  # never echo a password into a log
+            raise click.BadParameter(f"{url.copy_with(userinfo=None)} has credentials in it")
         if not plain:
             raise click.BadParameter(f"{text!r} is not a plain http(s) URL")
     return list(texts)

@@ -229,6 +229,15 @@ def test_a_bad_urls_file_is_a_usage_error(
     assert problem in message
 
 
+def test_a_password_in_a_url_is_never_echoed(invoke: Callable[..., Invocation]) -> None:
+    """The error goes to logs: it says why the URL is refused and leaves the password out."""
+    message = invoke(
+        link_check.run, "--url", "https://user:s3cret@example.org/"
+    ).assert_usage_error("--url")
+    assert "s3cret" not in message
+    assert "https://example.org/ has credentials in it" in message
+
+
 def test_an_unreadable_urls_file_is_one_line(invoke: Callable[..., Invocation]) -> None:
     done = invoke(link_check.run, "--urls-file", "/proc/self/mem")
     assert "cannot read /proc/self/mem" in done.assert_usage_error("--urls-file")
