@@ -118,6 +118,10 @@ bench runs="3":
         ("retry_jitter", "--mode none", ["second_round_spread_s"]),
         ("retry_jitter", "", ["second_round_spread_s"]),
         ("retry_jitter", "--mode retry-after-jitter", ["second_round_spread_s"]),
+        ("async_queue", "--workers 50 --items 2000 --latency-ms 50", ["ratio", "peak_depth"]),
+        ("async_pagination", "--take 200", ["elapsed_s"]),
+        ("async_pagination", "--take 200 --prefetch", ["elapsed_s"]),
+        ("async_offload", "", ["modes.1.lag_p99_ms", "modes.3.lag_p99_ms", "modes.2.lag_max_ms"]),
     ]
     # Figures set side by side, run by run: (label, (scenario index, figure), (index, figure)).
     VERSUS = [
