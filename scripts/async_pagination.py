@@ -8,11 +8,11 @@
 """Walk a cursor-paginated API lazily with an async generator that closes cleanly.
 
 Pattern:       An `async def` generator asks for the next page only when the caller wants its
-               first item, so a caller that stops early fetches nothing more. The caller wraps it
+               first item, so a caller that stops early fetches no more pages. The caller wraps it
                in contextlib.aclosing(): a `break` then runs the generator's `finally` at once,
-               which cancels a page still in flight and frees its connection. With prefetch=True
-               the next page loads while the current one is consumed (one page ahead, never more);
-               a failed page raises at the item where it would have started.
+               which cancels a page still in flight and frees its connection. prefetch=True loads
+               the next page while this one is consumed (one ahead: at most one fetched for nothing
+               on a stop); a failed page raises at the item where it would have started.
 When to use:   Streaming the results of a paginated API (search hits, audit logs, list endpoints)
                into a consumer that may stop early or that does real work per item.
 When not to:   Every page is needed as fast as possible and offsets are computable: fetch
@@ -20,7 +20,7 @@ When not to:   Every page is needed as fast as possible and offsets are computab
 Run:           uv run scripts/async_pagination.py
                uv run scripts/async_pagination.py --prefetch
 Try it:        --take 1000: every page is fetched once, and none beyond the last.
-               --prefetch: elapsed drops from "no overlap" towards max(latency, page's work).
+               --prefetch: elapsed drops below the no-overlap bound towards max(latency, work).
                --fail-page 3: the items of pages 1 and 2 arrive, then the error, exit 1.
 """
 
@@ -236,7 +236,7 @@ def show(outcome: Outcome, settings: Settings) -> None:
     table.add_row("items consumed / pages fetched", f"{outcome.items} / {pages}")
     table.add_row("responses open after the loop", str(outcome.open_after_break))
     table.add_row("elapsed", f"{outcome.elapsed_s:.2f} s")
-    table.add_row("no overlap: pages x latency + items x cost", f"{outcome.serial_s:.2f} s")
+    table.add_row("no-overlap bound: pages x latency + items x cost", f"{outcome.serial_s:.2f} s")
     Console().print(table)
 
 

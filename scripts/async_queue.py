@@ -206,7 +206,7 @@ async def demo(
     cancel_on_ctrl_c()  # from here on Ctrl-C cancels this run, and its figures so far are kept
     click.echo(f"pipeline: workers: {workers}, maxsize: {maxsize or 'no bound'}", err=True)
     main = await measure(items, workers, maxsize, latency_s, locked, progress)
-    progress.phase = "memory check"
+    progress.phase = "timed run finished; memory check"
     memory = []
     for bound in sorted({maxsize, 0}, reverse=True):
         for count in (items, 10 * items):
