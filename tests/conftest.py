@@ -114,8 +114,15 @@ class ScriptRunner:
         assert done.stderr.rstrip().endswith(lines[0]), "the message is the last thing said"
         return lines[0]
 
-    def interrupt(self, name: str, *args: str, ready: str, timeout: float = 120) -> Interrupted:
-        """Start a script, wait until stderr shows `ready`, then press Ctrl-C.
+    def interrupt(
+        self,
+        name: str,
+        *args: str,
+        ready: str,
+        timeout: float = 120,
+        signum: signal.Signals = signal.SIGINT,
+    ) -> Interrupted:
+        """Start a script, wait until stderr shows `ready`, then press Ctrl-C (or send `signum`).
 
         Ctrl-C in a terminal sends SIGINT to the whole foreground process group (uv and the
         script alike), so the script runs in a session of its own and the signal goes to that group.
@@ -144,7 +151,7 @@ class ScriptRunner:
         try:
             assert any(ready in line for line in seen), f"never printed {ready!r}: {seen}"
             started = time.monotonic()
-            os.killpg(proc.pid, signal.SIGINT)
+            os.killpg(proc.pid, signum)
             returncode = proc.wait(timeout=30)
             seconds_to_exit = time.monotonic() - started
         finally:
