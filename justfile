@@ -122,6 +122,8 @@ bench runs="3":
         ("async_pagination", "--take 200", ["elapsed_s"]),
         ("async_pagination", "--take 200 --prefetch", ["elapsed_s"]),
         ("async_offload", "", ["modes.1.lag_p99_ms", "modes.3.lag_p99_ms", "modes.2.lag_max_ms"]),
+        ("async_cancellation", "", ["cancelled", "cleaned_up"]),
+        ("async_shutdown", "--run-ms 500", ["shutdown_s", "cancelled", "cleaned_up"]),
     ]
     # Figures set side by side, run by run: (label, (scenario index, figure), (index, figure)).
     VERSUS = [
