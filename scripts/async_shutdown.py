@@ -209,7 +209,8 @@ def finish(figures: dict[str, Any], as_json: bool) -> int:
     """Say what happened, the way the stop asks for; return the exit code."""
     if figures["stopped_by"] == "SIGINT":  # Ctrl-C: one line on stderr, nothing on stdout
         counts = ", ".join(f"{figures[key]} {key.replace('_', ' ')}" for key in COLUMNS)
-        shut = f"{figures['abandoned']} abandoned; shut down in {figures['shutdown_s']:.2f} s"
+        out = f"{figures['abandoned']} abandoned, {figures['connections_out']} connections out"
+        shut = f"{out}; shut down in {figures['shutdown_s']:.2f} s"
         click.echo(f"interrupted: {counts}, {shut}", err=True)
         return 130
     if as_json:
@@ -221,9 +222,9 @@ def finish(figures: dict[str, Any], as_json: bool) -> int:
         Console().print(table)
         shut = f"stopped by {figures['stopped_by']}, shut down in {figures['shutdown_s']:.2f} s"
         click.echo(f"{shut} (grace {figures['grace_s']:g} s)")
-    if figures["stopped_by"] == "SIGTERM":
-        return 143  # 128 + 15, as a shell reports it: stopped on request, after a clean shutdown
-    return 1 if figures["abandoned"] else 0
+    if figures["abandoned"]:  # the shutdown was not clean, whatever asked for it
+        return 1
+    return 143 if figures["stopped_by"] == "SIGTERM" else 0  # 128 + 15, as a shell reports it
 
 
 def demo_run(
@@ -271,7 +272,7 @@ def cli(
     """Run a service of jobs until its timer, SIGTERM or Ctrl-C stops it, then shut it down.
 
     Exit status: 0 when the timer stops it, 143 on SIGTERM (after the figures), 130 on Ctrl-C
-    (one line), 1 when a job ignored its cancellation and had to be abandoned.
+    (one line); 1 after a timer or SIGTERM stop that had to abandon a job.
     """
     ctx.exit(demo_run(jobs, item_ms / 1000, run_ms / 1000, grace_ms / 1000, swallow, as_json))
 

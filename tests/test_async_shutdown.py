@@ -164,6 +164,24 @@ def test_the_table_run(invoke: Callable[..., Invocation], monkeypatch: pytest.Mo
     assert "stopped by timer" in done.stdout
 
 
+@pytest.mark.parametrize(
+    ("stopped_by", "abandoned", "code"),
+    [("timer", 0, 0), ("SIGTERM", 0, 143), ("timer", 1, 1), ("SIGTERM", 1, 1)],
+)
+def test_an_abandoned_job_fails_the_run_whatever_stopped_it(
+    capsys: pytest.CaptureFixture[str], stopped_by: str, abandoned: int, code: int
+) -> None:
+    """Regression: a SIGTERM that had to abandon a job exited 143, as after a clean shutdown."""
+    figures: dict[str, object] = dict.fromkeys(lesson.COLUMNS, 0)
+    figures["abandoned"] = abandoned
+    figures["connections_out"] = abandoned
+    figures["stopped_by"] = stopped_by
+    figures["grace_s"] = 1.0
+    figures["shutdown_s"] = 1.0
+    assert lesson.finish(figures, as_json=True) == code
+    assert json.loads(capsys.readouterr().out)["abandoned"] == abandoned
+
+
 def test_swallow_is_forced_after_the_grace(
     invoke: Callable[..., Invocation],
     monkeypatch: pytest.MonkeyPatch,
@@ -214,7 +232,7 @@ def test_ctrl_c_exits_130_with_the_figures(runner: ScriptRunner) -> None:
     line = runner.ctrl_c("async_shutdown", "--run-ms", "60000", ready="running:")
     match = re.fullmatch(
         r"interrupted: 8 started, 0 completed, (\d+) cancelled, (\d+) cleaned up, "
-        r"0 swallowed, 0 abandoned; shut down in [\d.]+ s\n?",
+        r"0 swallowed, 0 abandoned, 0 connections out; shut down in [\d.]+ s\n?",
         line,
     )
     assert match, line
