@@ -5,6 +5,7 @@ timeouts and the Ctrl-C procedure are the same for all of them. Bad arguments ne
 `invoke` calls a lesson's `run(argv)` in this process (a subprocess costs ~0.7 s a case).
 """
 
+import asyncio
 import contextlib
 import os
 import queue
@@ -17,7 +18,7 @@ from collections.abc import Callable, Generator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import SimpleNamespace
+from types import ModuleType, SimpleNamespace
 from typing import IO
 
 import pytest
@@ -310,3 +311,49 @@ def fake_time(monkeypatch: pytest.MonkeyPatch) -> FakeClock:
     monkeypatch.setattr(tenacity.nap, "time", SimpleNamespace(sleep=clock.sleep))
     monkeypatch.setenv("COLUMNS", "200")  # rich's table on one line per row
     return clock
+
+
+# --- the cancellation lessons' shared check (each carries its own copy of the job) ----------------
+
+
+def pool_of(size: int) -> asyncio.Queue[int]:
+    """A pool of `size` connections, as the cancellation lessons' jobs borrow them."""
+    pool: asyncio.Queue[int] = asyncio.Queue()
+    for connection in range(size):
+        pool.put_nowait(connection)
+    return pool
+
+
+def check_a_cancelled_job_cleans_up(lesson: ModuleType) -> None:
+    """A job cancelled mid-work releases its connection, flushes what it did, and re-raises."""
+    flushed: list[int] = []
+    tally = lesson.Tally()
+
+    async def scenario() -> asyncio.Queue[int]:
+        pool = pool_of(2)
+        third = asyncio.Event()
+        count = 0
+
+        async def work() -> int:
+            nonlocal count
+            count += 1
+            if count == 3:
+                third.set()
+                await asyncio.Event().wait()  # never answers: only a cancellation ends it
+            return count
+
+        async def sink(results: list[int]) -> None:
+            flushed.extend(results)
+
+        task = asyncio.create_task(lesson.job("j", work, 10, pool, sink, tally))
+        await third.wait()
+        assert pool.qsize() == 1  # the job holds a connection
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        return pool
+
+    pool = asyncio.run(scenario())
+    assert pool.qsize() == 2  # released
+    assert flushed == [1, 2]  # what it did before the cancellation
+    assert (tally.started, tally.completed, tally.cancelled, tally.cleaned_up) == (1, 0, 1, 1)

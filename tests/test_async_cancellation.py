@@ -13,51 +13,13 @@ import pytest
 
 import async_cancellation as lesson
 from async_cancellation import Tally
-from conftest import Invocation, ScriptRunner
-
-
-def pool_of(size: int) -> asyncio.Queue[int]:
-    pool: asyncio.Queue[int] = asyncio.Queue()
-    for connection in range(size):
-        pool.put_nowait(connection)
-    return pool
-
+from conftest import Invocation, ScriptRunner, check_a_cancelled_job_cleans_up, pool_of
 
 # --- the pattern ---------------------------------------------------------------------------------
 
 
 def test_a_cancelled_job_releases_flushes_and_re_raises() -> None:
-    flushed: list[int] = []
-    tally = Tally()
-
-    async def scenario() -> asyncio.Queue[int]:
-        pool = pool_of(2)
-        third = asyncio.Event()
-        count = 0
-
-        async def work() -> int:
-            nonlocal count
-            count += 1
-            if count == 3:
-                third.set()
-                await asyncio.Event().wait()  # never answers: only a cancellation ends it
-            return count
-
-        async def sink(results: list[int]) -> None:
-            flushed.extend(results)
-
-        task = asyncio.create_task(lesson.job("j", work, 10, pool, sink, tally))
-        await third.wait()
-        assert pool.qsize() == 1  # the job holds a connection
-        task.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await task
-        return pool
-
-    pool = asyncio.run(scenario())
-    assert pool.qsize() == 2  # released
-    assert flushed == [1, 2]  # what it did before the cancellation
-    assert (tally.started, tally.completed, tally.cancelled, tally.cleaned_up) == (1, 0, 1, 1)
+    check_a_cancelled_job_cleans_up(lesson)
 
 
 def test_a_failed_job_releases_flushes_and_raises_its_error() -> None:
