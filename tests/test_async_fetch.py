@@ -319,36 +319,6 @@ def test_server_process_serves_and_stops_cleanly() -> None:
     assert child.exitcode == -signal.SIGKILL  # stopped, whatever it was doing
 
 
-def test_only_the_first_ctrl_c_cancels() -> None:
-    """uv passes a second Ctrl-C on: it must not interrupt the clean-up the first one started."""
-    cleaned_up = []
-
-    async def scenario() -> None:
-        async def work() -> None:
-            async_fetch.cancel_on_ctrl_c()  # as the demo does, from the task Ctrl-C cancels
-            try:
-                await asyncio.Event().wait()
-            finally:  # the clean-up, which a second cancellation would cut short
-                signal.raise_signal(signal.SIGINT)
-                for _ in range(3):  # the loop turns, and would deliver a cancellation
-                    await asyncio.sleep(0)
-                cleaned_up.append(True)
-
-        task = asyncio.create_task(work())
-        await asyncio.sleep(0)  # work() starts waiting
-        signal.raise_signal(signal.SIGINT)
-        with pytest.raises(asyncio.CancelledError):
-            await task
-
-    previous = signal.getsignal(signal.SIGINT)
-    try:
-        run(scenario)
-        assert signal.getsignal(signal.SIGINT) == signal.SIG_IGN
-    finally:
-        signal.signal(signal.SIGINT, previous)
-    assert cleaned_up == [True]
-
-
 # --- the figures ---------------------------------------------------------------------------------
 URL = httpx.URL("http://127.0.0.1/")
 

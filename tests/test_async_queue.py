@@ -8,7 +8,6 @@ Nothing sleeps to wait for something; no test asserts on timing beyond a sanity 
 import asyncio
 import json
 import re
-import signal
 from collections.abc import Awaitable, Callable, Iterator
 
 import pytest
@@ -141,36 +140,6 @@ def test_peak_memory_stays_flat_when_bounded_and_grows_when_not() -> None:
     assert unbounded_10x > 5 * unbounded
     assert unbounded_10x > 3000  # the 3000 items, all held at once
     assert bounded_10x < unbounded_10x / 5
-
-
-def test_only_the_first_ctrl_c_cancels() -> None:
-    """uv passes a second Ctrl-C on: it must not interrupt the clean-up the first one started."""
-    cleaned_up = []
-
-    async def scenario() -> None:
-        async def work() -> None:
-            async_queue.cancel_on_ctrl_c()  # as the demo does, from the task Ctrl-C cancels
-            try:
-                await asyncio.Event().wait()
-            finally:  # the clean-up, which a second cancellation would cut short
-                signal.raise_signal(signal.SIGINT)
-                for _ in range(3):  # the loop turns, and would deliver a cancellation
-                    await asyncio.sleep(0)
-                cleaned_up.append(True)
-
-        task = asyncio.create_task(work())
-        await asyncio.sleep(0)  # work() starts waiting
-        signal.raise_signal(signal.SIGINT)
-        with pytest.raises(asyncio.CancelledError):
-            await task
-
-    previous = signal.getsignal(signal.SIGINT)
-    try:
-        asyncio.run(scenario())
-        assert signal.getsignal(signal.SIGINT) == signal.SIG_IGN
-    finally:
-        signal.signal(signal.SIGINT, previous)
-    assert cleaned_up == [True]
 
 
 # --- the command line, in-process ----------------------------------------------------------------

@@ -6,10 +6,12 @@ lesson is held to it without a new test of its own.
 """
 
 import ast
+import asyncio
 import importlib
 import math
 import os
 import re
+import signal
 import subprocess
 import sys
 import tomllib
@@ -249,6 +251,43 @@ def test_float_options_refuse_nan_and_inf(label: str, command: click.Command) ->
                 with pytest.raises(click.BadParameter):
                     param.type.convert(text, param, None)
                 assert not math.isfinite(float(text))
+
+
+CTRL_C_HELPERS = [
+    name for name in NAMES if hasattr(importlib.import_module(name), "cancel_on_ctrl_c")
+]
+
+
+@pytest.mark.parametrize("name", CTRL_C_HELPERS)
+def test_only_the_first_ctrl_c_cancels(name: str) -> None:
+    """uv passes a second Ctrl-C on: it must not interrupt the clean-up the first one started."""
+    cancel_on_ctrl_c = importlib.import_module(name).cancel_on_ctrl_c
+    cleaned_up = []
+
+    async def scenario() -> None:
+        async def work() -> None:
+            cancel_on_ctrl_c()  # as the demo does, from the task Ctrl-C cancels
+            try:
+                await asyncio.Event().wait()
+            finally:  # the clean-up, which a second cancellation would cut short
+                signal.raise_signal(signal.SIGINT)
+                for _ in range(3):  # the loop turns, and would deliver a cancellation
+                    await asyncio.sleep(0)
+                cleaned_up.append(True)
+
+        task = asyncio.create_task(work())
+        await asyncio.sleep(0)  # work() starts waiting
+        signal.raise_signal(signal.SIGINT)
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    previous = signal.getsignal(signal.SIGINT)
+    try:
+        asyncio.run(scenario())
+        assert signal.getsignal(signal.SIGINT) == signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    assert cleaned_up == [True]
 
 
 # --- the command line, as a process ------------------------------------------------------------
