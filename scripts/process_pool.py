@@ -73,13 +73,10 @@ def chunks(size: int, chunksize: int) -> Iterator[range]:
         yield range(start, min(start + chunksize, size))
 
 
-def start_workers(executor: ProcessPoolExecutor, workers: int) -> None:
-    """Start all the pool's workers now and wait until it answers: one that dies starting (its
-    initializer raised, say) breaks the pool, so this or the next call raises BrokenProcessPool."""
+def start_workers(executor: ProcessPoolExecutor, workers: int) -> list[Future[int]]:
+    """Start every worker now: a future each, done when it answers, broken if one died starting."""
     # Python 3.11 starts a worker per submit() while none is idle: a no-op each starts them all.
-    # Should one end before the next submit, the rest start lazily, on later submits: still fine.
-    for future in [executor.submit(int) for _ in range(workers)]:
-        future.result()
+    return [executor.submit(int) for _ in range(workers)]
 
 
 def map_bounded(
@@ -126,16 +123,21 @@ def ignore_sigint() -> None:
 
 
 @contextmanager
-def demo_pool(workers: int) -> Generator[ProcessPoolExecutor]:
+def demo_pool(workers: int, stop: threading.Event) -> Generator[ProcessPoolExecutor]:
     """A started pool whose workers leave Ctrl-C to us; leaving it drops the tasks not started."""
     context = multiprocessing.get_context(START_METHOD)
     pool = ProcessPoolExecutor(workers, mp_context=context, initializer=ignore_sigint)
-    # Workers inherit this thread's blocked SIGINT, so none dies of Ctrl-C before ignore_sigint()
-    # (the resource tracker, started by the pool above, starts so too: bpo-33613).
+    # Workers inherit the blocked SIGINT: none dies of Ctrl-C before ignore_sigint() (bpo-33613).
     held = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
     try:
-        start_workers(pool, workers)
+        starting = start_workers(pool, workers)
         signal.pthread_sigmask(signal.SIG_SETMASK, held)
+        while not stop.is_set() and wait(starting, timeout=0.05).not_done:
+            continue  # each worker imports this file first: on a busy machine, for seconds
+        if stop.is_set():  # Ctrl-C: stop them, not wait (3.14 has pool.terminate_workers())
+            for worker in multiprocessing.active_children():  # the pool's are our only ones
+                worker.terminate()
+            raise KeyboardInterrupt
         yield pool
     finally:
         signal.pthread_sigmask(signal.SIG_SETMASK, held)
@@ -183,10 +185,8 @@ def compare(size: int, chunksize: int, workers: int, crash: bool, run: Run) -> R
     bound = workers * IN_FLIGHT_PER_WORKER
     click.echo(f"starting the pool ({START_METHOD}, workers: {workers})", err=True)
     started = time.perf_counter()
-    with demo_pool(workers) as pool, ThreadPoolExecutor(workers) as threads:
+    with demo_pool(workers, run.stop) as pool, ThreadPoolExecutor(workers) as threads:
         startup_s = round(time.perf_counter() - started, 4)
-        if run.stop.is_set():  # Ctrl-C, held while they started
-            raise KeyboardInterrupt
         if crash:  # the pool's first task kills its worker with SIGKILL, as the OOM killer would
             run.phase = "the --crash run"
             pool.submit(signal.raise_signal, signal.SIGKILL).result()  # never returns a result

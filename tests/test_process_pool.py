@@ -8,7 +8,7 @@ import signal
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 
 import pytest
@@ -91,7 +91,7 @@ def count_on_a_plain_pool(size: int, chunksize: int) -> tuple[int, int, bool]:
     """What a service would do: its own executor, the pattern's two calls, from its own thread."""
     before = set(multiprocessing.active_children())
     with ProcessPoolExecutor(2, mp_context=SPAWN) as pool:
-        process_pool.start_workers(pool, 2)
+        wait(process_pool.start_workers(pool, 2))
         started = len(set(multiprocessing.active_children()) - before)
         tasks = process_pool.chunks(size, chunksize)
         total = sum(process_pool.map_bounded(pool, process_pool.count_primes, tasks, 4))
@@ -121,8 +121,8 @@ def test_a_worker_that_dies_starting_breaks_the_pool_at_once(
 ) -> None:
     started = time.monotonic()
     with ProcessPoolExecutor(2, SPAWN, initializer, initargs) as pool:
-        with pytest.raises(BrokenProcessPool):
-            process_pool.start_workers(pool, 2)
+        starting = process_pool.start_workers(pool, 2)
+        assert all(isinstance(future.exception(), BrokenProcessPool) for future in starting)
         with pytest.raises(BrokenProcessPool):  # and it stays broken
             pool.submit(abs, -1)
     assert time.monotonic() - started < PROMPTLY_S
@@ -133,13 +133,22 @@ def test_a_worker_that_dies_starting_breaks_the_pool_at_once(
 
 def test_demo_workers_ignore_sigint_and_the_parent_keeps_its_own() -> None:
     handler_before = signal.getsignal(signal.SIGINT)
-    with process_pool.demo_pool(workers=1) as pool:
+    with process_pool.demo_pool(1, threading.Event()) as pool:
         handler = pool.submit(signal.getsignal, signal.SIGINT).result()
         blocked = pool.submit(signal.pthread_sigmask, signal.SIG_BLOCK, []).result()
     assert handler == signal.SIG_IGN
     assert signal.SIGINT not in blocked  # held while the worker started; ignore_sigint() lets go
     assert signal.getsignal(signal.SIGINT) is handler_before
     assert signal.SIGINT not in signal.pthread_sigmask(signal.SIG_BLOCK, [])
+
+
+def test_a_ctrl_c_stop_while_the_workers_start_stops_them_instead_of_waiting() -> None:
+    stop = threading.Event()
+    stop.set()  # as the SIGINT handler would, while the workers still import the script
+    before = set(multiprocessing.active_children())
+    with pytest.raises(KeyboardInterrupt), process_pool.demo_pool(2, stop):
+        pytest.fail("the pool started after all")
+    assert set(multiprocessing.active_children()) == before  # none left running
 
 
 def test_a_ctrl_c_stop_ends_the_count_between_tasks() -> None:
