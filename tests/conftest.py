@@ -14,6 +14,7 @@ import signal
 import subprocess
 import threading
 import time
+import uuid
 from collections.abc import Callable, Generator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -263,6 +264,36 @@ def live_members(pgid: int) -> list[int]:
 @pytest.fixture(scope="session")
 def runner() -> ScriptRunner:
     return ScriptRunner()
+
+
+async def _on_postgres(url: str, statement: str) -> None:
+    import asyncpg  # only the PostgreSQL tests need it
+
+    connection = await asyncpg.connect(url.replace("postgresql+asyncpg://", "postgresql://", 1))
+    try:
+        await connection.execute(statement)
+    finally:
+        await connection.close()
+
+
+@pytest.fixture(scope="module")
+def postgres_url() -> Generator[str]:
+    """A fresh database on the real PostgreSQL server that tests/run.py starts, dropped after.
+
+    Each test module gets its own, so modules on different xdist workers never share tables.
+    Outside CI, a run without a server (plain pytest) skips these tests; in CI that fails.
+    """
+    server = os.environ.get("TEST_DATABASE_URL")
+    if not server:
+        if os.environ.get("CI"):
+            pytest.fail("CI tests on PostgreSQL, but TEST_DATABASE_URL is unset")
+        pytest.skip("no PostgreSQL server: run the suite through tests/run.py, which starts one")
+    name = f"test_{uuid.uuid4().hex[:12]}"
+    asyncio.run(_on_postgres(server, f'CREATE DATABASE "{name}"'))
+    try:
+        yield f"{server.rsplit('/', 1)[0]}/{name}"
+    finally:
+        asyncio.run(_on_postgres(server, f'DROP DATABASE "{name}" WITH (FORCE)'))
 
 
 @pytest.fixture
