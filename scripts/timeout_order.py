@@ -7,19 +7,20 @@
 # ///
 """Stack a timeout and a retry in the right order: outside bounds the call, inside each attempt.
 
-Pattern:       @traced @with_timeout(s) @retry(...) on sync and async functions alike. The order is
-               the lesson: a timeout outside the retry bounds the whole call (a hung first attempt
-               uses it all up); inside, each attempt gets s, so the call may take attempts x s. A
-               sync call cannot be stopped from outside (no killing a thread; SIGALRM is main-thread
-               only), so its timeout is a deadline the I/O reads (time_left()) and the retry stops
-               at. Production stacks use both: a per-attempt bound inside, a total one outside.
+Pattern:       @traced                  one log line per call: its outcome and time
+               @with_timeout(s)         outside the retry: s bounds the whole call
+               @retry(...)              inside it instead: s bounds each attempt
+               def call(...): ...       sync or async alike
+               A sync call cannot be stopped from outside, so its bound is a deadline its I/O
+               reads (time_left()) and the retry stops at. Production stacks use both orders.
 When to use:   A retried call that must answer within a budget: a handler's call to a dependency.
 When not to:   Work that must finish (a payment, a migration): bound it by a lease, not a timeout.
                A sync callee that ignores time_left() is not bounded: run it in its own process.
 Run:           uv run scripts/timeout_order.py
                uv run scripts/timeout_order.py --timeout-ms 500 --attempts 4 --json
-Try it:        --attempts 1: both orders make one attempt and take the same time.
-               --timeout-ms 1000: outside stays at 1 s; inside grows to attempts x 1 s.
+Try it:        Default: inside answers on attempt 2; outside fails at 0.2 s, its budget spent.
+               --attempts 1: no second attempt, so both orders fail after one timeout.
+               --timeout-ms 1000: outside still fails, at 1 s; inside answers after about 1 s.
 """
 
 import asyncio
@@ -28,20 +29,21 @@ import inspect
 import json
 import logging
 import signal
-import socket
 import sys
+import threading
 import time
 from collections.abc import Callable, Generator, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import asdict, dataclass
+from functools import partial
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, ParamSpec, TypeVar, cast
 
 import click
 import httpx
 import tenacity
 from rich.console import Console
-from rich.logging import RichHandler
 from rich.table import Table
 
 # --- The pattern ---------------------------------------------------------------------------------
@@ -68,21 +70,21 @@ def span(name: str) -> Generator[None]:
         log.info("%s: %s after %.2f s", name, outcome, time.monotonic() - started)
 
 
-def traced(func: Callable[P, R]) -> Callable[P, R]:
-    """Wrap each call of a sync or async function in a span named after it."""
-    name = getattr(func, "__name__", repr(func))  # a callable object may have none
+def traced(func: Callable[P, R], name: str = "") -> Callable[P, R]:
+    """Wrap each call of a sync or async function in a span: `name`, or the function's own."""
+    span_name = name or getattr(func, "__name__", repr(func))  # a callable object may have none
     if inspect.iscoroutinefunction(func):
 
         @functools.wraps(func)
         async def traced_async(*args: P.args, **kwargs: P.kwargs) -> Any:
-            with span(name):
+            with span(span_name):
                 return await func(*args, **kwargs)
 
         return cast(Callable[P, R], traced_async)
 
     @functools.wraps(func)
     def traced_sync(*args: P.args, **kwargs: P.kwargs) -> R:
-        with span(name):
+        with span(span_name):
             return func(*args, **kwargs)
 
     return traced_sync
@@ -101,7 +103,9 @@ def time_left(cap_s: float) -> float:
 
 @contextmanager
 def deadline_in(seconds: float) -> Generator[None]:
-    """Set a deadline `seconds` from now (never past an outer one); a failure after it times out."""
+    """Set a deadline `seconds` from now (never past an outer one). An I/O timeout at it, or an
+    answer after it, raises TimeoutError; any other error passes through as it is.
+    """
     deadline = time.monotonic() + seconds
     outer = DEADLINE.get()
     if outer is not None:
@@ -109,19 +113,23 @@ def deadline_in(seconds: float) -> Generator[None]:
     token = DEADLINE.set(deadline)
     try:
         yield
-    except Exception as error:
-        if time.monotonic() >= deadline and not isinstance(error, TimeoutError):
+    except httpx.TimeoutException as error:  # the I/O gave up at the time_left() it was given
+        if time.monotonic() >= deadline:
             raise TimeoutError(f"no answer within {seconds:g} s") from error
         raise
     finally:
         DEADLINE.reset(token)
+    if time.monotonic() > deadline:  # an answer that came too late is discarded
+        raise TimeoutError(f"the answer came after {seconds:g} s")
 
 
 def with_timeout(seconds: float) -> Callable[[Callable[P, R]], Callable[P, R]]:
     """Bound a call to `seconds`. A coroutine is cancelled (asyncio.timeout). A sync call cannot be
     stopped from outside: no killing a thread (a worker would be orphaned), and SIGALRM works in
     the main thread only. So its bound is a deadline that the I/O reads (time_left()) and the
-    retry stops at (stop_at_deadline); a callee that ignores it is not bounded.
+    retry stops at (stop_at_deadline); a callee that ignores it is not bounded. The bound is
+    enforced at I/O reads: httpx's timeout is per read, so a server that trickles bytes can keep a
+    sync call running past the deadline; its late answer is then discarded (TimeoutError).
     """
 
     def decorate(func: Callable[P, R]) -> Callable[P, R]:
@@ -130,8 +138,13 @@ def with_timeout(seconds: float) -> Callable[[Callable[P, R]], Callable[P, R]]:
             @functools.wraps(func)
             async def bounded_async(*args: P.args, **kwargs: P.kwargs) -> Any:
                 with deadline_in(seconds):
-                    async with asyncio.timeout(seconds):
-                        return await func(*args, **kwargs)
+                    try:
+                        async with asyncio.timeout(seconds) as timer:
+                            return await func(*args, **kwargs)
+                    except TimeoutError as error:
+                        if timer.expired():  # ours, raised with no message: give it one
+                            raise TimeoutError(f"no answer within {seconds:g} s") from error
+                        raise
 
             return cast(Callable[P, R], bounded_async)
 
@@ -154,12 +167,50 @@ class stop_at_deadline(tenacity.stop.stop_base):  # noqa: N801 - named as tenaci
 
 
 # --- Demo plumbing -------------------------------------------------------------------------------
+ORDERS = ("timeout outside retry", "timeout inside retry")
 RETRY_WAIT_S = 0.05  # short, so the attempts, not the waits, make the elapsed time
 CLIENT_TIMEOUT_S = 5.0  # the client's own cap per I/O; the decorators' bound is shorter
 
 
+class FirstAttemptHangs(BaseHTTPRequestHandler):
+    """GET /?attempt=1 hangs until the server stops; a later attempt is answered at once."""
+
+    def __init__(self, *args: Any, stopping: threading.Event, **kwargs: Any) -> None:
+        self.stopping = stopping
+        super().__init__(*args, **kwargs)  # this handles the request, so it comes last
+
+    def do_GET(self) -> None:
+        if self.path == "/?attempt=1":
+            self.stopping.wait()
+            return  # hang up without a word
+        self.send_response(200)
+        self.send_header("Content-Length", "2")
+        self.end_headers()
+        self.wfile.write(b"ok")
+
+    def log_message(self, format: str, *args: object) -> None:
+        """Quiet: the table says what happened."""
+
+
+@contextmanager
+def dependency() -> Generator[str]:
+    """Serve FirstAttemptHangs on a free loopback port; every thread it started ends with it."""
+    stopping = threading.Event()
+    server = ThreadingHTTPServer(("127.0.0.1", 0), partial(FirstAttemptHangs, stopping=stopping))
+    server.daemon_threads = False  # so server_close() joins every request's thread
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,))
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}/"
+    finally:
+        stopping.set()  # the hanging requests end
+        server.shutdown()
+        thread.join()
+        server.server_close()
+
+
 class Counted:
-    """The call to the dependency, sync and async, counting every attempt."""
+    """One call to the dependency, sync or async, numbering its attempts (the server hangs on 1)."""
 
     def __init__(self, url: str) -> None:
         self.url = url
@@ -167,18 +218,19 @@ class Counted:
 
     def get(self, client: httpx.Client) -> httpx.Response:
         self.attempts += 1
-        return client.get(self.url, timeout=time_left(CLIENT_TIMEOUT_S))
+        params = {"attempt": self.attempts}
+        return client.get(self.url, params=params, timeout=time_left(CLIENT_TIMEOUT_S))
 
     async def aget(self, client: httpx.AsyncClient) -> httpx.Response:
         self.attempts += 1  # asyncio.timeout cancels it in time: the client's cap is a backstop
-        return await client.get(self.url, timeout=CLIENT_TIMEOUT_S)
+        return await client.get(
+            self.url, params={"attempt": self.attempts}, timeout=CLIENT_TIMEOUT_S
+        )
 
 
-def both_orders(
-    call: Callable[P, R], timeout_s: float, attempts: int
-) -> list[tuple[str, Callable[P, R]]]:
-    """The same decorators both ways around `call`, sync or async. traced(timeout(policy(call)))
-    is what `@traced @with_timeout(s) @retry(...)` over `def call` builds: nearest wraps first.
+def stack(order: str, call: Callable[P, R], timeout_s: float, attempts: int) -> Callable[P, R]:
+    """`call` under the decorators in `order`, traced as "<sync or async> <order>". Outside,
+    traced(timeout(policy(call))) is what @traced @with_timeout(s) @retry(...) on `call` builds.
     """
     policy = tenacity.retry(  # for sync and async functions alike
         stop=tenacity.stop_after_attempt(attempts) | stop_at_deadline(),
@@ -188,10 +240,10 @@ def both_orders(
         reraise=True,  # the last error, not tenacity's RetryError
     )
     timeout = with_timeout(timeout_s)
-    return [
-        ("timeout outside retry", traced(timeout(policy(call)))),
-        ("timeout inside retry", traced(policy(timeout(call)))),
-    ]
+    name = f"{'async' if inspect.iscoroutinefunction(call) else 'sync'} {order}"
+    if order == "timeout outside retry":
+        return traced(timeout(policy(call)), name)
+    return traced(policy(timeout(call)), name)
 
 
 @dataclass(frozen=True)
@@ -200,35 +252,35 @@ class OrderRun:
     mode: str  # "sync" or "async"
     attempts: int
     elapsed_s: float
-    outcome: str  # "ok", or the type of the error the call raised
+    outcome: str  # "answer", or the type of the error the call raised
 
 
 @contextmanager
 def timed(order: str, mode: str, dep: Counted, done: Callable[[OrderRun], None]) -> Generator[None]:
     """Report an OrderRun for the block; its error is kept, as the outcome the demo shows."""
     started = time.monotonic()
-    first = dep.attempts
-    outcome = "ok"
+    outcome = "answer"
     try:
         yield
     except Exception as error:  # noqa: BLE001 - reported in the outcome column
         outcome = type(error).__name__
-    done(OrderRun(order, mode, dep.attempts - first, round(time.monotonic() - started, 3), outcome))
+    done(OrderRun(order, mode, dep.attempts, round(time.monotonic() - started, 3), outcome))
 
 
 def run_orders(url: str, timeout_s: float, attempts: int, done: Callable[[OrderRun], None]) -> None:
-    """Both orders against the hanging dependency: sync here, then async on an event loop."""
-    dep = Counted(url)
+    """Each order, sync then async, as a fresh call whose first attempt hangs."""
     with httpx.Client() as client:
-        for order, stacked in both_orders(dep.get, timeout_s, attempts):
+        for order in ORDERS:
+            dep = Counted(url)
             with timed(order, "sync", dep, done):
-                stacked(client)
+                stack(order, dep.get, timeout_s, attempts)(client)
 
     async def run_async() -> None:
         async with httpx.AsyncClient() as client:
-            for order, stacked in both_orders(dep.aget, timeout_s, attempts):
+            for order in ORDERS:
+                dep = Counted(url)
                 with timed(order, "async", dep, done):
-                    await stacked(client)
+                    await stack(order, dep.aget, timeout_s, attempts)(client)
 
     asyncio.run(run_async())
 
@@ -247,34 +299,32 @@ def attempts_text(count: int) -> str:
 )
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of a table.")
 def cli(timeout_ms: int, attempts: int, as_json: bool) -> None:
-    """Call a dependency that hangs through both stacks, sync and async; count attempts and time."""
-    handler = RichHandler(console=Console(stderr=True), show_time=False, show_path=False)
-    log.addHandler(handler)  # each retry and each call's outcome, on stderr
+    """Call a dependency that hangs on each call's first attempt, through both stacks."""
+    logging.basicConfig(format="%(levelname)s %(message)s")  # retries and spans, on stderr
     log.setLevel(logging.INFO)
     timeout = timeout_ms / 1000  # seconds
     runs: list[OrderRun] = []
     limit = f"a {timeout:g} s timeout and up to {attempts_text(attempts)}"
-    try:
-        # A dependency that hangs: the kernel accepts connections, and nobody ever reads them.
-        with socket.create_server(("127.0.0.1", 0), backlog=128) as listener:
-            url = f"http://127.0.0.1:{listener.getsockname()[1]}/"
-            try:
-                click.echo(f"both orders of {limit}, against a dependency that hangs", err=True)
-                run_orders(url, timeout, attempts, runs.append)
-            except KeyboardInterrupt as err:  # asyncio.run cancels on Ctrl-C, then raises this
-                signal.signal(signal.SIGINT, signal.SIG_IGN)  # uv passes a second Ctrl-C on
-                so_far = [f"{row.mode} {row.order}: {attempts_text(row.attempts)}" for row in runs]
-                message = "; ".join([f"interrupted after {len(runs)} of 4 runs", *so_far])
-                raise click.Abort(message) from err
-    finally:
-        log.removeHandler(handler)
+    with dependency() as url:
+        try:
+            click.echo(f"both orders of {limit}, against a dependency that hangs", err=True)
+            run_orders(url, timeout, attempts, runs.append)
+        except KeyboardInterrupt as err:  # asyncio.run cancels on Ctrl-C, then raises this
+            signal.signal(signal.SIGINT, signal.SIG_IGN)  # uv passes a second Ctrl-C on
+            so_far = [f"{row.mode} {row.order}: {attempts_text(row.attempts)}" for row in runs]
+            message = "; ".join([f"interrupted after {len(runs)} of 4 runs", *so_far])
+            raise click.Abort(message) from err
     if as_json:
         orders = [asdict(row) for row in runs]
         click.echo(json.dumps({"timeout_s": timeout, "max_attempts": attempts, "orders": orders}))
         return
-    table = Table("order", "mode", "attempts", "elapsed", "outcome", title=limit)
+    bounds = {ORDERS[0]: f"the call: {timeout:g} s", ORDERS[1]: f"each attempt: {timeout:g} s"}
+    table = Table("order", "mode", "bounds", "attempts", "elapsed", "outcome", title=limit)
     for row in runs:
-        table.add_row(row.order, row.mode, str(row.attempts), f"{row.elapsed_s:.2f} s", row.outcome)
+        elapsed = f"{row.elapsed_s:.2f} s"
+        table.add_row(
+            row.order, row.mode, bounds[row.order], str(row.attempts), elapsed, row.outcome
+        )
     Console().print(table)
 
 
