@@ -8,20 +8,22 @@
 """Serve a fallback, or the last good value, when an optional dependency fails.
 
 Pattern:       @fail_safe(default=...) wraps a sync or async call to a dependency the caller can
-               do without. It catches only the failures it is told to (by default OSError and
-               httpx's errors), logs each one with its type, and serves the last good value while
-               it is fresh, else the default. CancelledError, KeyboardInterrupt and programming
-               errors (TypeError, AttributeError, ...) always propagate: a bug must not look like
-               an outage. Typed with ParamSpec, so a checker sees the wrapped signature.
+               do without. It catches only the errors in swallow= (OSError and httpx's by default,
+               never Exception itself), logs each with its type, and serves the last good value
+               while fresh, else the default. CancelledError, KeyboardInterrupt, SystemExit and
+               PROGRAMMING_ERRORS (TypeError, AttributeError, NameError, ...) always propagate.
+               Typed (ParamSpec): the result is the function's return type or the default's.
 When to use:   Optional data (an exchange rate, recommendations, a banner) where a stale or default
                answer beats an error page, and a caller that cannot wait long for it.
 When not to:   Critical data (payments, auth, stock levels): fail loudly. Answers that depend on
                the arguments: this keeps one last value per function; use a cache keyed by them.
                A dependency down for long: stop calling it (circuit_breaker.py).
+               A method: its one last good value is shared by every instance of the class.
+               A malformed answer (a 200 that is not JSON) is not swallowed by default: list it.
 Run:           uv run scripts/fail_safe.py
                uv run scripts/fail_safe.py --max-age 0 --json
 Try it:        --max-age 0: no last good value is fresh enough, so every failure serves the default.
-               --timeout 0.05: the hang costs less; the fallback is the same.
+               --timeout 0.05: the elapsed time drops by the hang's cost; the fallback is the same.
                Read the warnings on stderr: one per swallowed failure, with its type.
 """
 
@@ -44,12 +46,12 @@ from typing import Any, Generic, ParamSpec, TypeVar, overload
 import click
 import httpx
 from rich.console import Console
-from rich.logging import RichHandler
 from rich.table import Table
 
 # --- The pattern ---------------------------------------------------------------------------------
 P = ParamSpec("P")
-R = TypeVar("R")
+R = TypeVar("R")  # what the wrapped function returns
+D = TypeVar("D")  # the default's type: the decorated function returns R | D
 log = logging.getLogger(__name__)
 
 # An optional dependency failing: the network (OSError includes ConnectionError, and the
@@ -59,24 +61,26 @@ DEPENDENCY_ERRORS: tuple[type[Exception], ...] = (OSError, httpx.HTTPError)
 PROGRAMMING_ERRORS = (TypeError, AttributeError, NameError, AssertionError, NotImplementedError)
 
 
-class fail_safe(Generic[R]):  # noqa: N801 - a decorator, named as one
+class fail_safe(Generic[D]):  # noqa: N801 - a decorator, named as one
     """Serve the last good value younger than max_age_s, else `default`, when a call fails.
 
-    Only the `swallow` errors are caught, and only Exception subclasses may be listed, so
-    CancelledError, KeyboardInterrupt and SystemExit always propagate; PROGRAMMING_ERRORS do too.
-    Each decorated function keeps its own last good value (one, whatever its arguments).
+    Only the `swallow` errors are caught: Exception subclasses, but not Exception itself. So
+    CancelledError, KeyboardInterrupt and SystemExit always propagate, and PROGRAMMING_ERRORS do
+    even when a listed class covers them; any other error a listed class covers is swallowed
+    (a KeyError, if LookupError is listed). Each decorated function keeps one last good value,
+    whatever its arguments.
     """
 
     def __init__(
         self,
-        default: R,
+        default: D,
         *,
         swallow: tuple[type[Exception], ...] = DEPENDENCY_ERRORS,
         max_age_s: float = math.inf,
         on_fallback: Callable[[str], None] | None = None,  # told "last good" or "default"
     ) -> None:
         for kind in swallow:
-            if not issubclass(kind, Exception):
+            if kind is Exception or not issubclass(kind, Exception):  # it would catch bugs too
                 raise TypeError(f"fail_safe swallows Exception subclasses only, not {kind}")
         self.default = default
         self.swallow = swallow
@@ -86,33 +90,30 @@ class fail_safe(Generic[R]):  # noqa: N801 - a decorator, named as one
     @overload
     def __call__(
         self, func: Callable[P, Coroutine[Any, Any, R]]
-    ) -> Callable[P, Coroutine[Any, Any, R]]: ...
+    ) -> Callable[P, Coroutine[Any, Any, R | D]]: ...
     @overload
-    def __call__(self, func: Callable[P, R]) -> Callable[P, R]: ...
+    def __call__(self, func: Callable[P, R]) -> Callable[P, R | D]: ...
     def __call__(self, func: Callable[P, Any]) -> Callable[P, Any]:
         name = getattr(func, "__name__", repr(func))  # a callable object may have none
-        good: tuple[R, float] | None = None  # the last good answer and when it came
+        good: tuple[Any, float] | None = None  # the last good answer and when it came
 
-        def keep(value: R) -> R:
+        def keep(value: Any) -> Any:
             nonlocal good
             good = (value, time.monotonic())  # one assignment: safe from any thread
             return value
 
-        def fall_back(error: Exception) -> R:
+        def fall_back(error: Exception) -> Any:
             last = good
             served = "default"
             value = self.default
             if last is not None and time.monotonic() - last[1] < self.max_age_s:
                 served = "last good"
                 value = last[0]
+            reason = type(error).__name__
             detail = str(error).partition("\n")[0]
-            log.warning(
-                "%s failed, %s: %s; serving the %s value",
-                name,
-                type(error).__name__,
-                detail,
-                served,
-            )
+            if detail:  # a bare TimeoutError() has none: its type says it all
+                reason = f"{reason}: {detail}"
+            log.warning("%s failed, %s; serving the %s value", name, reason, served)
             if self.on_fallback is not None:
                 self.on_fallback(served)
             return value
@@ -120,7 +121,7 @@ class fail_safe(Generic[R]):  # noqa: N801 - a decorator, named as one
         if inspect.iscoroutinefunction(func):
 
             @functools.wraps(func)
-            async def guarded_async(*args: P.args, **kwargs: P.kwargs) -> R:
+            async def guarded_async(*args: P.args, **kwargs: P.kwargs) -> Any:
                 try:
                     value = await func(*args, **kwargs)
                 except self.swallow as error:
@@ -132,7 +133,7 @@ class fail_safe(Generic[R]):  # noqa: N801 - a decorator, named as one
             return guarded_async
 
         @functools.wraps(func)
-        def guarded(*args: P.args, **kwargs: P.kwargs) -> R:
+        def guarded(*args: P.args, **kwargs: P.kwargs) -> Any:
             try:
                 value = func(*args, **kwargs)
             except self.swallow as error:
@@ -243,34 +244,33 @@ class FiniteFloat(click.FloatRange):
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of a table.")
 def cli(timeout: float, max_age: float, as_json: bool) -> None:
     """Call a flaky exchange-rate service through @fail_safe and count what it served."""
-    handler = RichHandler(console=Console(stderr=True), show_time=False, show_path=False)
-    log.addHandler(handler)  # the warnings on what fail_safe swallowed, on stderr
+    logging.basicConfig(format="%(levelname)s %(message)s")  # what fail_safe swallowed, on stderr
     log.setLevel(logging.INFO)
     served: list[Served] = []
-    try:
-        with dependency() as base, httpx.Client(timeout=timeout) as client:
-            try:
-                serve_rates(client, base, max_age, served)
-            except KeyboardInterrupt as err:  # fail_safe let it through, as it must
-                signal.signal(signal.SIGINT, signal.SIG_IGN)  # uv passes a second Ctrl-C on
-                fell_back = sum(row.source != "fresh" for row in served)
-                done = f"{len(served)} of {len(SCRIPT)} calls, {fell_back} served by the fallback"
-                raise click.Abort(f"interrupted after {done}") from err
-    finally:
-        log.removeHandler(handler)
+    started = time.monotonic()
+    with dependency() as base, httpx.Client(timeout=timeout) as client:
+        try:
+            serve_rates(client, base, max_age, served)
+        except KeyboardInterrupt as err:  # fail_safe let it through, as it must
+            signal.signal(signal.SIGINT, signal.SIG_IGN)  # uv passes a second Ctrl-C on
+            fell_back = sum(row.source != "fresh" for row in served)
+            done = f"{len(served)} of {len(SCRIPT)} calls, {fell_back} served by the fallback"
+            raise click.Abort(f"interrupted after {done}") from err
     sources = [row.source for row in served]
     figures = {
         "calls": len(served),
         "fallbacks": len(served) - sources.count("fresh"),
         "last_good_served": sources.count("last good"),
         "default_served": sources.count("default"),
+        "elapsed_s": round(time.monotonic() - started, 2),
     }
     if as_json:
         click.echo(json.dumps(figures))
         return
     caption = (
         f"{figures['calls']} calls, {figures['fallbacks']} fallbacks "
-        f"({figures['last_good_served']} last good, {figures['default_served']} default)"
+        f"({figures['last_good_served']} last good, {figures['default_served']} default) "
+        f"in {figures['elapsed_s']:.2f} s"
     )
     table = Table("call", "dependency", "rate served", "from", title="fail_safe", caption=caption)
     for number, row in enumerate(served, 1):

@@ -11,15 +11,13 @@ Pattern:       @traced                  one log line per call: its outcome and t
                @with_timeout(s)         outside the retry: s bounds the whole call
                @retry(...)              inside it instead: s bounds each attempt
                def call(...): ...       sync or async alike
-               A sync call cannot be stopped from outside, so its bound is a deadline its I/O
-               reads (time_left()) and the retry stops at. Production stacks use both orders.
+               A sync call's bound is a deadline its I/O and the retry read. Use both in production.
 When to use:   A retried call that must answer within a budget: a handler's call to a dependency.
 When not to:   Work that must finish (a payment, a migration): bound it by a lease, not a timeout.
                A sync callee that ignores time_left() is not bounded: run it in its own process.
 Run:           uv run scripts/timeout_order.py
-               uv run scripts/timeout_order.py --timeout-ms 500 --attempts 4 --json
+               uv run scripts/timeout_order.py --timeout-ms 500 --json
 Try it:        Default: inside answers on attempt 2; outside fails at 0.2 s, its budget spent.
-               --attempts 1: no second attempt, so both orders fail after one timeout.
                --timeout-ms 1000: outside still fails, at 1 s; inside answers after about 1 s.
 """
 
@@ -36,7 +34,6 @@ from collections.abc import Callable, Generator, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import asdict, dataclass
-from functools import partial
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, ParamSpec, TypeVar, cast
 
@@ -103,9 +100,8 @@ def time_left(cap_s: float) -> float:
 
 @contextmanager
 def deadline_in(seconds: float) -> Generator[None]:
-    """Set a deadline `seconds` from now (never past an outer one). An I/O timeout at it, or an
-    answer after it, raises TimeoutError; any other error passes through as it is.
-    """
+    """Set a deadline `seconds` from now (never past an outer one); an I/O timeout at it, or an
+    answer after it, is a TimeoutError. Any other error (a KeyError, a 503) passes through."""
     deadline = time.monotonic() + seconds
     outer = DEADLINE.get()
     if outer is not None:
@@ -113,8 +109,8 @@ def deadline_in(seconds: float) -> Generator[None]:
     token = DEADLINE.set(deadline)
     try:
         yield
-    except httpx.TimeoutException as error:  # the I/O gave up at the time_left() it was given
-        if time.monotonic() >= deadline:
+    except (httpx.TimeoutException, TimeoutError) as error:  # httpx's, or asyncio.timeout's
+        if time.monotonic() >= deadline:  # the I/O gave up at the deadline
             raise TimeoutError(f"no answer within {seconds:g} s") from error
         raise
     finally:
@@ -125,26 +121,18 @@ def deadline_in(seconds: float) -> Generator[None]:
 
 def with_timeout(seconds: float) -> Callable[[Callable[P, R]], Callable[P, R]]:
     """Bound a call to `seconds`. A coroutine is cancelled (asyncio.timeout). A sync call cannot be
-    stopped from outside: no killing a thread (a worker would be orphaned), and SIGALRM works in
-    the main thread only. So its bound is a deadline that the I/O reads (time_left()) and the
-    retry stops at (stop_at_deadline); a callee that ignores it is not bounded. The bound is
-    enforced at I/O reads: httpx's timeout is per read, so a server that trickles bytes can keep a
-    sync call running past the deadline; its late answer is then discarded (TimeoutError).
-    """
+    stopped from outside (no killing a thread), so its bound is enforced at I/O reads (time_left())
+    and between retries (stop_at_deadline). httpx's timeout is per read: a trickling server keeps a
+    sync call past the deadline, and its late answer is then discarded (TimeoutError)."""
 
     def decorate(func: Callable[P, R]) -> Callable[P, R]:
         if inspect.iscoroutinefunction(func):
 
             @functools.wraps(func)
             async def bounded_async(*args: P.args, **kwargs: P.kwargs) -> Any:
-                with deadline_in(seconds):
-                    try:
-                        async with asyncio.timeout(seconds) as timer:
-                            return await func(*args, **kwargs)
-                    except TimeoutError as error:
-                        if timer.expired():  # ours, raised with no message: give it one
-                            raise TimeoutError(f"no answer within {seconds:g} s") from error
-                        raise
+                with deadline_in(seconds):  # names asyncio's message-less TimeoutError
+                    async with asyncio.timeout(seconds):
+                        return await func(*args, **kwargs)
 
             return cast(Callable[P, R], bounded_async)
 
@@ -168,70 +156,57 @@ class stop_at_deadline(tenacity.stop.stop_base):  # noqa: N801 - named as tenaci
 
 # --- Demo plumbing -------------------------------------------------------------------------------
 ORDERS = ("timeout outside retry", "timeout inside retry")
+ATTEMPTS = 3  # enough for the retry inside to get its answer on attempt 2
 RETRY_WAIT_S = 0.05  # short, so the attempts, not the waits, make the elapsed time
 CLIENT_TIMEOUT_S = 5.0  # the client's own cap per I/O; the decorators' bound is shorter
 
 
 class FirstAttemptHangs(BaseHTTPRequestHandler):
-    """GET /?attempt=1 hangs until the server stops; a later attempt is answered at once."""
-
-    def __init__(self, *args: Any, stopping: threading.Event, **kwargs: Any) -> None:
-        self.stopping = stopping
-        super().__init__(*args, **kwargs)  # this handles the request, so it comes last
+    """GET /?attempt=1 hangs until the client gives up; a later attempt is answered at once."""
 
     def do_GET(self) -> None:
         if self.path == "/?attempt=1":
-            self.stopping.wait()
-            return  # hang up without a word
-        self.send_response(200)
-        self.send_header("Content-Length", "2")
+            self.rfile.read()  # waits for bytes that never come, until the client hangs up
+            return
+        self.send_response_only(204)  # No Content; and no access-log line: the table says it all
         self.end_headers()
-        self.wfile.write(b"ok")
-
-    def log_message(self, format: str, *args: object) -> None:
-        """Quiet: the table says what happened."""
 
 
 @contextmanager
 def dependency() -> Generator[str]:
-    """Serve FirstAttemptHangs on a free loopback port; every thread it started ends with it."""
-    stopping = threading.Event()
-    server = ThreadingHTTPServer(("127.0.0.1", 0), partial(FirstAttemptHangs, stopping=stopping))
-    server.daemon_threads = False  # so server_close() joins every request's thread
-    thread = threading.Thread(target=server.serve_forever, args=(0.05,))
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_port}/"
-    finally:
-        stopping.set()  # the hanging requests end
-        server.shutdown()
-        thread.join()
-        server.server_close()
+    """Serve FirstAttemptHangs on a free loopback port; closing it joins every request's thread."""
+    with ThreadingHTTPServer(("127.0.0.1", 0), FirstAttemptHangs) as server:
+        thread = threading.Thread(target=server.serve_forever, args=(0.05,))
+        thread.start()
+        try:
+            yield f"http://127.0.0.1:{server.server_port}/"
+        finally:
+            server.shutdown()
+            thread.join()
 
 
-class Counted:
-    """One call to the dependency, sync or async, numbering its attempts (the server hangs on 1)."""
+@dataclass
+class OrderRun:
+    """One call through one order: its attempts (the dependency hangs on the first), its time."""
 
-    def __init__(self, url: str) -> None:
-        self.url = url
-        self.attempts = 0
+    order: str
+    mode: str  # "sync" or "async"
+    attempts: int = 0
+    elapsed_s: float = 0.0
+    outcome: str = "answer"  # or the type of the error the call raised
 
-    def get(self, client: httpx.Client) -> httpx.Response:
+    def get(self, client: httpx.Client, url: str) -> httpx.Response:
         self.attempts += 1
         params = {"attempt": self.attempts}
-        return client.get(self.url, params=params, timeout=time_left(CLIENT_TIMEOUT_S))
+        return client.get(url, params=params, timeout=time_left(CLIENT_TIMEOUT_S))
 
-    async def aget(self, client: httpx.AsyncClient) -> httpx.Response:
+    async def aget(self, client: httpx.AsyncClient, url: str) -> httpx.Response:
         self.attempts += 1  # asyncio.timeout cancels it in time: the client's cap is a backstop
-        return await client.get(
-            self.url, params={"attempt": self.attempts}, timeout=CLIENT_TIMEOUT_S
-        )
+        return await client.get(url, params={"attempt": self.attempts}, timeout=CLIENT_TIMEOUT_S)
 
 
 def stack(order: str, call: Callable[P, R], timeout_s: float, attempts: int) -> Callable[P, R]:
-    """`call` under the decorators in `order`, traced as "<sync or async> <order>". Outside,
-    traced(timeout(policy(call))) is what @traced @with_timeout(s) @retry(...) on `call` builds.
-    """
+    """`call` under both decorators in `order`: outside is @traced @with_timeout(s) @retry(...)."""
     policy = tenacity.retry(  # for sync and async functions alike
         stop=tenacity.stop_after_attempt(attempts) | stop_at_deadline(),
         wait=tenacity.wait_fixed(RETRY_WAIT_S),
@@ -246,85 +221,60 @@ def stack(order: str, call: Callable[P, R], timeout_s: float, attempts: int) -> 
     return traced(policy(timeout(call)), name)
 
 
-@dataclass(frozen=True)
-class OrderRun:
-    order: str
-    mode: str  # "sync" or "async"
-    attempts: int
-    elapsed_s: float
-    outcome: str  # "answer", or the type of the error the call raised
-
-
 @contextmanager
-def timed(order: str, mode: str, dep: Counted, done: Callable[[OrderRun], None]) -> Generator[None]:
-    """Report an OrderRun for the block; its error is kept, as the outcome the demo shows."""
+def timed(order: str, mode: str, runs: list[OrderRun]) -> Generator[OrderRun]:
+    """A run of `order` in `mode`, timed and added to `runs`; its error is kept as its outcome."""
+    run = OrderRun(order, mode)
     started = time.monotonic()
-    outcome = "answer"
     try:
-        yield
+        yield run
     except Exception as error:  # noqa: BLE001 - reported in the outcome column
-        outcome = type(error).__name__
-    done(OrderRun(order, mode, dep.attempts, round(time.monotonic() - started, 3), outcome))
+        run.outcome = type(error).__name__
+    run.elapsed_s = round(time.monotonic() - started, 3)
+    runs.append(run)
 
 
-def run_orders(url: str, timeout_s: float, attempts: int, done: Callable[[OrderRun], None]) -> None:
+def run_orders(url: str, timeout_s: float, runs: list[OrderRun]) -> None:
     """Each order, sync then async, as a fresh call whose first attempt hangs."""
     with httpx.Client() as client:
         for order in ORDERS:
-            dep = Counted(url)
-            with timed(order, "sync", dep, done):
-                stack(order, dep.get, timeout_s, attempts)(client)
+            with timed(order, "sync", runs) as run:
+                stack(order, run.get, timeout_s, ATTEMPTS)(client, url)
 
     async def run_async() -> None:
         async with httpx.AsyncClient() as client:
             for order in ORDERS:
-                dep = Counted(url)
-                with timed(order, "async", dep, done):
-                    await stack(order, dep.aget, timeout_s, attempts)(client)
+                with timed(order, "async", runs) as run:
+                    await stack(order, run.aget, timeout_s, ATTEMPTS)(client, url)
 
     asyncio.run(run_async())
 
 
 # --- CLI -----------------------------------------------------------------------------------------
-def attempts_text(count: int) -> str:
-    return "1 attempt" if count == 1 else f"{count} attempts"
-
-
 @click.command(context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
-@click.option(
-    "--timeout-ms", type=click.IntRange(10, 10_000), default=200, help="The timeout (ms)."
-)
-@click.option(
-    "--attempts", type=click.IntRange(1, 10), default=3, help="Tries at most, the first included."
-)
+@click.option("--timeout-ms", type=click.IntRange(10, 10_000), default=200, help="Timeout in ms.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of a table.")
-def cli(timeout_ms: int, attempts: int, as_json: bool) -> None:
+def cli(timeout_ms: int, as_json: bool) -> None:
     """Call a dependency that hangs on each call's first attempt, through both stacks."""
     logging.basicConfig(format="%(levelname)s %(message)s")  # retries and spans, on stderr
     log.setLevel(logging.INFO)
     timeout = timeout_ms / 1000  # seconds
     runs: list[OrderRun] = []
-    limit = f"a {timeout:g} s timeout and up to {attempts_text(attempts)}"
+    limit = f"a {timeout:g} s timeout and up to {ATTEMPTS} attempts"
     with dependency() as url:
         try:
             click.echo(f"both orders of {limit}, against a dependency that hangs", err=True)
-            run_orders(url, timeout, attempts, runs.append)
+            run_orders(url, timeout, runs)
         except KeyboardInterrupt as err:  # asyncio.run cancels on Ctrl-C, then raises this
             signal.signal(signal.SIGINT, signal.SIG_IGN)  # uv passes a second Ctrl-C on
-            so_far = [f"{row.mode} {row.order}: {attempts_text(row.attempts)}" for row in runs]
-            message = "; ".join([f"interrupted after {len(runs)} of 4 runs", *so_far])
-            raise click.Abort(message) from err
+            raise click.Abort(f"interrupted after {len(runs)} of 4 runs") from err
     if as_json:
-        orders = [asdict(row) for row in runs]
-        click.echo(json.dumps({"timeout_s": timeout, "max_attempts": attempts, "orders": orders}))
+        click.echo(json.dumps({"timeout_s": timeout, "orders": [asdict(row) for row in runs]}))
         return
-    bounds = {ORDERS[0]: f"the call: {timeout:g} s", ORDERS[1]: f"each attempt: {timeout:g} s"}
-    table = Table("order", "mode", "bounds", "attempts", "elapsed", "outcome", title=limit)
+    caption = f"outside: the whole call within {timeout:g} s; inside: {timeout:g} s per attempt"
+    table = Table("order", "mode", "attempts", "elapsed", "outcome", title=limit, caption=caption)
     for row in runs:
-        elapsed = f"{row.elapsed_s:.2f} s"
-        table.add_row(
-            row.order, row.mode, bounds[row.order], str(row.attempts), elapsed, row.outcome
-        )
+        table.add_row(row.order, row.mode, str(row.attempts), f"{row.elapsed_s:.2f} s", row.outcome)
     Console().print(table)
 
 

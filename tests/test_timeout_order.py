@@ -18,7 +18,7 @@ import pytest
 
 import timeout_order
 from conftest import FakeClock, Invocation, ScriptRunner
-from timeout_order import both_orders, deadline_in, time_left, traced, with_timeout
+from timeout_order import ORDERS, deadline_in, stack, time_left, traced, with_timeout
 
 WAIT = timeout_order.RETRY_WAIT_S
 
@@ -49,9 +49,9 @@ class Dependency:
 def run_sync(clock: FakeClock, hangs: bool, timeout_s: float, attempts: int) -> dict[str, tuple]:
     """Each order once: (attempts, fake seconds, the error's type, its cause's type)."""
     results = {}
-    for order in ("timeout outside retry", "timeout inside retry"):
+    for order in ORDERS:
         dep = Dependency(clock, hangs)
-        stacked = dict(both_orders(dep.get, timeout_s, attempts))[order]
+        stacked = stack(order, dep.get, timeout_s, attempts)
         started = clock.now
         with pytest.raises(Exception) as caught:  # noqa: PT011 - the type is what is checked
             stacked()
@@ -94,6 +94,32 @@ def test_a_failure_before_the_deadline_is_not_called_a_timeout(clock: FakeClock)
         raise httpx.ConnectError("refused")
 
 
+def test_a_bug_after_the_deadline_is_not_called_a_timeout(clock: FakeClock) -> None:
+    # Only a network timeout becomes TimeoutError: a KeyError must not look transient.
+    @with_timeout(1.0)
+    def late_bug() -> None:
+        clock.now += 2.0
+        raise KeyError("rate")
+
+    with pytest.raises(KeyError):
+        late_bug()
+
+
+def test_a_late_answer_is_discarded(clock: FakeClock) -> None:
+    # A trickling server: every read comes within the time left, the whole answer too late.
+    @with_timeout(1.0)
+    def trickle() -> str:
+        read_timeout = time_left(5.0)  # httpx takes it once: the timeout of each read
+        for _ in range(11):  # a byte each 0.15 s, well within the read timeout
+            assert read_timeout > 0.15
+            clock.now += 0.15
+        return "late"
+
+    with pytest.raises(TimeoutError, match="after 1 s"):
+        trickle()
+    assert with_timeout(1.0)(lambda: "on time")() == "on time"
+
+
 async def hang(attempts: list[int]) -> str:
     attempts.append(1)
     await asyncio.Event().wait()  # nothing ever sets it: only a cancellation ends this
@@ -103,9 +129,9 @@ async def hang(attempts: list[int]) -> str:
 def test_async_hang_timeout_outside_bounds_the_call_inside_each_attempt() -> None:
     async def scenario() -> dict[str, int]:
         counts = {}
-        for order in ("timeout outside retry", "timeout inside retry"):
+        for order in ORDERS:
             attempts: list[int] = []
-            stacked = dict(both_orders(hang, 0.02, 3))[order]
+            stacked = stack(order, hang, 0.02, 3)
             with pytest.raises(TimeoutError):
                 await stacked(attempts)
             counts[order] = len(attempts)
@@ -113,6 +139,24 @@ def test_async_hang_timeout_outside_bounds_the_call_inside_each_attempt() -> Non
 
     counts = asyncio.run(scenario())
     assert counts == {"timeout outside retry": 1, "timeout inside retry": 3}
+
+
+def test_an_async_timeout_says_what_it_waited_for() -> None:
+    # asyncio.timeout's own TimeoutError has no message: logs read "TimeoutError: ."
+    with pytest.raises(TimeoutError, match=r"^no answer within 0\.02 s$"):
+        asyncio.run(with_timeout(0.02)(hang)([]))
+
+
+def test_spans_are_named_as_the_table_names_the_runs(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="timeout_order")
+
+    async def answer() -> str:
+        return "ok"
+
+    assert stack(ORDERS[0], lambda: "ok", 1.0, 3)() == "ok"
+    assert asyncio.run(stack(ORDERS[1], answer, 1.0, 3)()) == "ok"
+    spans = [r.getMessage().rsplit(" after ", 1)[0] for r in caplog.records]
+    assert spans == ["sync timeout outside retry: ok", "async timeout inside retry: ok"]
 
 
 def test_a_cancellation_is_never_retried_or_swallowed() -> None:
@@ -124,7 +168,8 @@ def test_a_cancellation_is_never_retried_or_swallowed() -> None:
             started.set()
             return await hang(attempts)
 
-        for _, stacked in both_orders(hang_after_saying_so, 60.0, 3):
+        for order in ORDERS:
+            stacked = stack(order, hang_after_saying_so, 60.0, 3)
             attempts: list[int] = []
             started.clear()
             task = asyncio.create_task(stacked(attempts))
@@ -146,9 +191,9 @@ def test_an_interrupt_or_a_bug_is_never_retried(clock: FakeClock, error: BaseExc
         attempts.append(1)
         raise error
 
-    for _, stacked in both_orders(call, 1.0, 3):
+    for order in ORDERS:
         with pytest.raises(type(error)):
-            stacked()
+            stack(order, call, 1.0, 3)()
     assert len(attempts) == 2  # one per order
 
 
@@ -186,26 +231,33 @@ def test_with_timeout_keeps_the_signature() -> None:
 # --- the demo, in-process ------------------------------------------------------------------------
 
 
-def test_json_shows_both_orders_in_both_modes(invoke: Callable[..., Invocation]) -> None:
-    done = invoke(timeout_order.run, "--timeout-ms", "20", "--json")
+def test_inside_answers_on_a_retry_outside_bounds_the_call(
+    invoke: Callable[..., Invocation],
+) -> None:
+    # The dependency hangs on each call's first attempt: a retry inside gets the answer; the
+    # timeout outside is spent on the hang, so that call fails, but within its bound.
+    done = invoke(timeout_order.run, "--timeout-ms", "100", "--json")
     assert done.code == 0, done.stderr
     figures = json.loads(done.stdout)
-    rows = [(row["order"], row["mode"], row["attempts"]) for row in figures["orders"]]
-    assert rows == [
-        ("timeout outside retry", "sync", 1),
-        ("timeout inside retry", "sync", 3),
-        ("timeout outside retry", "async", 1),
-        ("timeout inside retry", "async", 3),
+    rows = [
+        (row["order"], row["mode"], row["attempts"], row["outcome"]) for row in figures["orders"]
     ]
-    assert {row["outcome"] for row in figures["orders"]} == {"TimeoutError"}
-    assert all(row["elapsed_s"] > 0 for row in figures["orders"])
+    assert rows == [
+        ("timeout outside retry", "sync", 1, "TimeoutError"),
+        ("timeout inside retry", "sync", 2, "answer"),
+        ("timeout outside retry", "async", 1, "TimeoutError"),
+        ("timeout inside retry", "async", 2, "answer"),
+    ]
+    outside = [row["elapsed_s"] for row in figures["orders"] if row["outcome"] == "TimeoutError"]
+    assert all(0.1 <= elapsed < 5.0 for elapsed in outside)  # the bound, and a sanity ceiling
 
 
-def test_the_table_says_one_attempt_in_the_singular(invoke: Callable[..., Invocation]) -> None:
-    done = invoke(timeout_order.run, "--timeout-ms", "10", "--attempts", "1")
+def test_the_table_says_what_each_order_bounds(invoke: Callable[..., Invocation]) -> None:
+    done = invoke(timeout_order.run, "--timeout-ms", "50")
     assert done.code == 0, done.stderr
-    assert "a 0.01 s timeout and up to 1 attempt" in done.stdout
-    assert done.stdout.count("TimeoutError") == 4
+    assert "a 0.05 s timeout and up to 3 attempts" in done.stdout
+    assert "outside: the whole call within 0.05 s; inside: 0.05 s per attempt" in done.stdout
+    assert (done.stdout.count("TimeoutError"), done.stdout.count("answer")) == (2, 2)
 
 
 @pytest.mark.parametrize(
@@ -213,8 +265,8 @@ def test_the_table_says_one_attempt_in_the_singular(invoke: Callable[..., Invoca
     [
         (["--timeout-ms", "0"], "--timeout-ms"),
         (["--timeout-ms", "0.5"], "--timeout-ms"),
-        (["--attempts", "0"], "--attempts"),
-        (["--attempts", "11"], "--attempts"),
+        (["--timeout-ms", "10001"], "--timeout-ms"),
+        (["--attempts", "3"], "--attempts"),
     ],
 )
 def test_bad_arguments_are_one_line_and_exit_2(
@@ -230,7 +282,11 @@ def test_default_run_prints_one_json_object(runner: ScriptRunner) -> None:
     proc = runner.run("timeout_order", "--timeout-ms", "50", "--json")
     assert proc.returncode == 0, proc.stderr
     attempts = [row["attempts"] for row in json.loads(proc.stdout)["orders"]]
-    assert attempts == [1, 3, 1, 3]
+    assert attempts == [1, 2, 1, 2]
+    # Plain log lines on stderr (no rich padding), spans named as the table's rows.
+    lines = proc.stderr.splitlines()
+    assert "INFO sync timeout inside retry: ok" in [line.rsplit(" after ", 1)[0] for line in lines]
+    assert all(line == line.rstrip() for line in lines)
 
 
 def test_ctrl_c_during_a_hanging_call(runner: ScriptRunner) -> None:
