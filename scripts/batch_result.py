@@ -12,11 +12,10 @@ Pattern:       process_batch() runs an async handler over every item, C at a tim
                attempts) for each one that did not. The caller names the transient errors
                (retried for that item, with tenacity) and the poison (recorded, skipped); any
                other error is a bug and aborts the batch. The caller sets the failure policy.
-When to use:   Imports, syncs, fan-out writes: many independent items, where one bad item must
-               not sink the rest and every item must end in exactly one of the two lists.
+When to use:   Imports, syncs, fan-out writes: one bad item among many must not sink the rest.
 When not to:   All-or-nothing work (a DB transaction); items that depend on each other. A retry
                is only safe like this when the failure comes before the write (the busy ones), or
-               the write is idempotent: jobs_api.py shows idempotency keys and a durable queue.
+               the write is idempotent (an idempotency key, or an upsert by the item's id).
 Run:           uv run scripts/batch_result.py
 Try it:        --max-failure-rate 0.01: exit 1, as 2% of the orders are poison.
                --items 50 --json: 4 busy orders retried, 2 poison orders failed.
@@ -32,13 +31,14 @@ from collections import Counter
 from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import asdict, dataclass, field
-from typing import Any, Generic, TypeVar
+from typing import Generic, TypeVar
 
 import aiohttp
 import click
 import tenacity
 from aiohttp import web
 from rich.console import Console
+from rich.progress import Progress
 from rich.table import Table
 
 # --- The pattern ---------------------------------------------------------------------------------
@@ -84,9 +84,13 @@ async def process_batch(
 ) -> BatchResult[T]:
     """Handle every item once, `concurrency` at a time: each ends succeeded or failed, not both.
 
-    Any error that is neither transient nor poison is a bug: it aborts the batch.
+    `retrying` gives the stop and the wait; what is retried is `transient`, never `poison` (its
+    own retry= is replaced). Any other error is a bug: it aborts the batch.
     """
-    retry_transient = tenacity.retry_if_exception_type(transient)
+    if concurrency < 1:
+        raise ValueError(f"concurrency must be at least 1, not {concurrency}")
+    worth_retrying = tenacity.retry_if_exception_type(transient)
+    retry = worth_retrying & tenacity.retry_if_not_exception_type(poison)
     succeeded: list[T] = []
     failed: list[Failure[T]] = []
     retries = 0
@@ -97,7 +101,7 @@ async def process_batch(
         for item in pending:
             # A copy per item: one AsyncRetrying shared by concurrent calls mixes up their state.
             # reraise: the handler's own error ends in the Failure, not tenacity's RetryError.
-            attempt = retrying.copy(retry=retry_transient, reraise=True)
+            attempt = retrying.copy(retry=retry, reraise=True)
             try:
                 await attempt(handle, item)
                 succeeded.append(item)
@@ -167,13 +171,12 @@ async def order_store(ledger: Ledger) -> AsyncGenerator[Callable[[Order], Awaita
             return web.Response(status=422, text="the quantity must be at least 1")
         if not order.sku.isascii():
             return web.Response(status=500, text=f"cannot store the sku {order.sku!r}")
-        # One order in ten is turned away on its first try, before anything is written.
-        if order.id.endswith("7") and ledger.attempts[order.id] == 1:
+        if order.id.endswith("7") and ledger.attempts[order.id] == 1:  # 1 in 10, on a first try
             return web.Response(status=503, text="busy, try again")
         ledger.writes[order.id] += 1
         return web.Response(status=201, text="stored")
 
-    async def write(order: Order) -> None:  # the client's side: an answer that is not 2xx, raised
+    async def write(order: Order) -> None:  # the client's side (session and site: set up below)
         async with session.post(f"{site.name}/orders", json=asdict(order)) as response:
             if response.status in ERROR_BY_STATUS:
                 raise ERROR_BY_STATUS[response.status](f"{order.id}: {await response.text()}")
@@ -211,44 +214,41 @@ async def send_orders(count: int, ledger: Ledger) -> BatchResult[Order]:
     cancel_on_ctrl_c()
     click.echo(f"sending {count:,} orders, {CONCURRENCY} at a time", err=True)
     retrying = tenacity.AsyncRetrying(stop=tenacity.stop_after_attempt(ATTEMPTS), wait=WAIT)
-    async with order_store(ledger) as write:
-        orders = (make_order(n) for n in range(count))
-        poison = (InvalidOrderError, StoreFaultError)
-        return await process_batch(
-            orders, write, retrying, CONCURRENCY, transient=(StoreBusyError,), poison=poison
-        )
+    console = Console(stderr=True)
+    with Progress(console=console, transient=True, disable=not console.is_terminal) as bar:
+        orders = bar.track((make_order(n) for n in range(count)), count, description="orders")
+        async with order_store(ledger) as write:
+            poison = (InvalidOrderError, StoreFaultError)
+            return await process_batch(
+                orders, write, retrying, CONCURRENCY, transient=(StoreBusyError,), poison=poison
+            )
 
 
 def show(result: BatchResult[Order], ledger: Ledger) -> None:
-    table = Table(show_header=False, title=f"{result.items:,} orders")
-    table.add_row("succeeded", f"{len(result.succeeded):,}")
+    table = Table(show_header=False, title=f"{result.items:,} orders in {result.elapsed_s:.2f} s")
+    table.add_row("succeeded", f"{len(result.succeeded):,}, {ledger.writes.total():,} writes")
     table.add_row("failed", f"{len(result.failed):,}, {result.failure_rate:.2%} of the orders")
     for kind, count in result.failed_by_kind().items():
-        table.add_row(f"  {kind}", f"{count:,}")
+        example = next(f.error for f in result.failed if type(f.error).__name__ == kind)
+        table.add_row(f"  {kind}", f"{count:,}, e.g. {example}")
     table.add_row("retries", f"{result.retries:,}")
-    table.add_row("writes", f"{ledger.writes.total():,} (one per order succeeded)")
-    table.add_row("elapsed", f"{result.elapsed_s:.2f} s")
     Console().print(table)
 
 
 # --- CLI -----------------------------------------------------------------------------------------
-class FiniteFloat(click.FloatRange):
-    """A FloatRange that also refuses nan and inf, which slip past its bounds."""
-
-    def convert(
-        self, value: Any, param: click.Parameter | None, ctx: click.Context | None
-    ) -> float:
-        number = super().convert(value, param, ctx)
-        if not math.isfinite(number):
-            self.fail(f"{value!r} is not a finite number", param, ctx)
-        return number
+def finite(ctx: click.Context, param: click.Parameter, value: float) -> float:
+    """A callback for a FloatRange, which lets nan through: it compares false with both bounds."""
+    if not math.isfinite(value):
+        raise click.BadParameter(f"{value!r} is not a finite number")
+    return value
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
 @click.option("--items", type=click.IntRange(1, 10_000), default=10_000, help="Orders to send.")
 @click.option(
     "--max-failure-rate",
-    type=FiniteFloat(0, 1),
+    type=click.FloatRange(0, 1),
+    callback=finite,
     default=0.05,
     help="Exit 1 when more than this share of the orders failed.",
 )
