@@ -124,6 +124,20 @@ bench runs="3":
         ("async_offload", "", ["modes.1.lag_p99_ms", "modes.3.lag_p99_ms", "modes.2.lag_max_ms"]),
         ("async_cancellation", "", ["cancelled", "cleaned_up"]),
         ("async_shutdown", "--run-ms 500", ["shutdown_s", "cancelled", "cleaned_up"]),
+        ("fail_safe", "", ["fallbacks", "last_good_served", "elapsed_s"]),
+        ("timeout_order", "", ["orders.0.elapsed_s", "orders.1.attempts", "orders.1.elapsed_s"]),
+        (
+            "circuit_breaker",
+            "",
+            ["fewer_reached", "runs.0.p50_outage_ms", "runs.1.p50_outage_ms", "runs.0.recovery_s"],
+        ),
+        ("batch_result", "", ["failed", "retries", "writes", "elapsed_s"]),
+        ("validation", "--rows 10000 --bad-percent 0", ["valid"]),
+        (
+            "error_groups",
+            "--missing 0 --malformed 0 --slow 0 --down 0 --good 50",
+            ["ok", "elapsed_s"],
+        ),
     ]
     # Figures set side by side, run by run: (label, (scenario index, figure), (index, figure)).
     VERSUS = [
