@@ -22,6 +22,7 @@ from pathlib import Path
 from types import ModuleType, SimpleNamespace
 from typing import IO
 
+import asyncpg
 import pytest
 import tenacity
 
@@ -267,8 +268,6 @@ def runner() -> ScriptRunner:
 
 
 async def _on_postgres(url: str, statement: str) -> None:
-    import asyncpg  # only the PostgreSQL tests need it
-
     connection = await asyncpg.connect(url.replace("postgresql+asyncpg://", "postgresql://", 1))
     try:
         await connection.execute(statement)

@@ -34,7 +34,7 @@ import subprocess
 import sys
 import tempfile
 import tomllib
-from collections.abc import Iterator
+from collections.abc import Generator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -75,6 +75,10 @@ def sync_environment() -> Path:
     return python
 
 
+def run_quietly(command: list[str]) -> None:
+    subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
+
+
 def postgres_bin() -> Path | None:
     """The folder of PostgreSQL's server programs: on PATH, or where Debian puts the newest."""
     on_path = shutil.which("initdb")
@@ -85,7 +89,7 @@ def postgres_bin() -> Path | None:
 
 
 @contextmanager
-def postgres_server() -> Iterator[str | None]:
+def postgres_server() -> Generator[str | None]:
     """Start a throwaway PostgreSQL server on a free loopback port; yield its URL, or None."""
     if os.environ.get("TEST_DATABASE_URL"):
         yield os.environ["TEST_DATABASE_URL"]
@@ -103,17 +107,16 @@ def postgres_server() -> Iterator[str | None]:
         with socket.socket() as probe:  # a free port, as the lessons' own servers pick theirs
             probe.bind(("127.0.0.1", 0))
             port = probe.getsockname()[1]
-        quiet = {"check": True, "stdout": subprocess.DEVNULL}
         initdb = [str(bin_dir / "initdb"), "-D", str(data / "db"), "-U", "postgres", "-A", "trust"]
-        subprocess.run([*as_user, *initdb, "--no-sync", "-E", "UTF8"], **quiet)
+        run_quietly([*as_user, *initdb, "--no-sync", "-E", "UTF8"])
         # Durability off: a test database is thrown away, and fsync would dominate its run time.
         options = f"-c listen_addresses=127.0.0.1 -p {port} -k {data} -c fsync=off"
         pg_ctl = [*as_user, str(bin_dir / "pg_ctl"), "-D", str(data / "db"), "-w"]
-        subprocess.run([*pg_ctl, "-o", options, "-l", str(data / "log"), "start"], **quiet)
+        run_quietly([*pg_ctl, "-o", options, "-l", str(data / "log"), "start"])
         try:
             yield f"postgresql+asyncpg://postgres@127.0.0.1:{port}/postgres"
         finally:
-            subprocess.run([*pg_ctl, "-m", "fast", "stop"], **quiet)
+            run_quietly([*pg_ctl, "-m", "fast", "stop"])
 
 
 def run_measured(python: Path, pytest_args: list[str]) -> int:
