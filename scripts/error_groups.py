@@ -26,7 +26,6 @@ Try it:        --missing 0 --malformed 0 --slow 0 --down 0: every feed imports; 
 import asyncio
 import json
 import signal
-import socket
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -76,18 +75,17 @@ async def fetch_feed(session: aiohttp.ClientSession, feed: Feed, timeout_s: floa
     try:
         timeout = aiohttp.ClientTimeout(total=timeout_s)
         async with session.get(feed.url, timeout=timeout, raise_for_status=True) as response:
-            body = await response.text()
+            body = await response.read()
     except TimeoutError as err:  # first: aiohttp's connect and read timeouts are ClientErrors too
         raise FeedTimeoutError(feed.name, f"no answer in {timeout_s:g} s") from err
     except aiohttp.ClientResponseError as err:
-        if err.status == 404:
-            raise FeedMissingError(feed.name, "no such feed (HTTP 404)") from err
-        raise FeedError(feed.name, f"HTTP {err.status} {err.message}") from err
+        error = FeedMissingError if err.status == 404 else FeedError
+        raise error(feed.name, f"HTTP {err.status} {err.message}") from err
     except aiohttp.ClientError as err:
         raise FeedError(feed.name, f"cannot reach the server: {err}") from err
     try:
         return json.loads(body)
-    except json.JSONDecodeError as err:
+    except ValueError as err:  # JSONDecodeError, or UnicodeDecodeError: bytes that are not text
         raise FeedFormatError(feed.name, f"not JSON: {body[:30]!r}") from err
 
 
@@ -102,7 +100,10 @@ async def import_feeds(
     Each task catches its own FeedError: out of a task, it would cancel the others, and the group
     would hold the first failures and lose the rest. A bug (any other exception) still escapes,
     cancels the batch, and comes out in the TaskGroup's own ExceptionGroup. `on_done(feed, error)`,
-    if given, is called as each feed finishes (error None: imported)."""
+    if given, is called as each feed finishes (error None: imported). Each feed's name keys its
+    result, so two feeds of one name are refused up front with a ValueError."""
+    if len({feed.name for feed in feeds}) < len(feeds):
+        raise ValueError("two feeds have the same name")
     imported: dict[str, Any] = {}
     failed: dict[str, FeedError] = {}
 
@@ -112,7 +113,7 @@ async def import_feeds(
             imported[feed.name] = await fetch_feed(session, feed, timeout_s)
         except FeedError as err:
             elapsed = time.perf_counter() - started
-            err.add_note(f"feed {feed.name!r}: GET {feed.url}, gave up after {elapsed:.2f} s")
+            err.add_note(f"feed {feed.name!r}: GET {feed.url}, failed after {elapsed:.2f} s")
             failed[feed.name] = err
         if on_done is not None:
             on_done(feed, failed.get(feed.name))
@@ -126,9 +127,16 @@ async def import_feeds(
     return imported
 
 
+def feed_errors(group: BaseExceptionGroup[FeedError]) -> list[FeedError]:
+    """Every FeedError of `except* FeedError as group`, in order: groups may nest in groups."""
+    errors: list[FeedError] = []
+    for err in group.exceptions:
+        errors += feed_errors(err) if isinstance(err, BaseExceptionGroup) else [err]
+    return errors
+
+
 # --- Demo plumbing -------------------------------------------------------------------------------
 GOOD_LATENCY_S = 0.2  # a good feed answers after this: the failures come first, and cancel nothing
-PARTNERS = ("acme", "globex", "initech", "umbrella", "hooli", "stark", "wayne", "tyrell")
 
 
 async def answer(request: web.Request) -> web.Response:
@@ -144,16 +152,6 @@ async def answer(request: web.Request) -> web.Response:
         await asyncio.Event().wait()  # until the client gives up and the server stops
     await asyncio.sleep(GOOD_LATENCY_S)
     return web.json_response([{"sku": f"SKU-{number:04d}"} for number in range(20)])
-
-
-def make_feeds(base: str, counts: dict[str, int]) -> list[Feed]:
-    """The demo's feeds, so many of each kind, in the order given (failing ones first, here)."""
-    kinds = [kind for kind, count in counts.items() for _ in range(count)]
-    feeds = []
-    for number, kind in enumerate(kinds):
-        name = f"{PARTNERS[number % len(PARTNERS)]}-{number + 1}"
-        feeds.append(Feed(name, f"{base}/{kind}/{name}.json"))
-    return feeds
 
 
 def cancel_on_ctrl_c() -> None:
@@ -173,23 +171,28 @@ def cancel_on_ctrl_c() -> None:
 async def import_demo(counts: dict[str, int], timeout_s: float) -> dict[str, Any]:
     """Serve the feeds on a loopback port and import them all; on Ctrl-C, say how far it got."""
     cancel_on_ctrl_c()
-    done: list[Feed] = []
+    total = plural(sum(counts.values()), "feed")
+    done: list[FeedError | None] = []  # each finished feed's error, None if it imported
     app = web.Application()
     app.router.add_get("/{kind}/{name}.json", answer)
     runner = web.AppRunner(app, access_log=None, handler_cancellation=True, shutdown_timeout=0.1)
     await runner.setup()
-    with socket.create_server(("127.0.0.1", 0)) as sock:  # a free port, known before serving
-        feeds = make_feeds(f"http://127.0.0.1:{sock.getsockname()[1]}", counts)
-        try:
-            await web.SockSite(runner, sock).start()
-            click.echo(f"importing {plural(len(feeds), 'feed')} from a local server", err=True)
-            async with aiohttp.ClientSession() as session:
-                return await import_feeds(session, feeds, timeout_s, lambda f, _e: done.append(f))
-        except asyncio.CancelledError as err:  # by Ctrl-C
-            of = f"{len(done)} of {plural(len(feeds), 'feed')}"
-            raise click.Abort(f"interrupted: {of} finished") from err
-        finally:  # the server stops on every path, before its socket closes
-            await runner.cleanup()
+    try:
+        site = web.TCPSite(runner, "127.0.0.1", 0)  # port 0: a free one, which site.name shows
+        await site.start()
+        feeds: list[Feed] = []
+        for kind, count in counts.items():  # in the order given: the failing kinds first
+            for _ in range(count):
+                name = f"partner-{len(feeds) + 1}"
+                feeds.append(Feed(name, f"{site.name}/{kind}/{name}.json"))
+        click.echo(f"importing {total} from a local server", err=True)
+        async with aiohttp.ClientSession() as session:
+            return await import_feeds(session, feeds, timeout_s, lambda _f, e: done.append(e))
+    except asyncio.CancelledError as err:  # by Ctrl-C
+        failed = len([error for error in done if error is not None])
+        raise click.Abort(f"interrupted: {len(done)} of {total} finished, {failed} failed") from err
+    finally:  # the server stops on every path
+        await runner.cleanup()
 
 
 def plural(count: int, noun: str) -> str:
@@ -207,12 +210,9 @@ class Failure:  # one failed feed, as the report shows it
 
 
 def failures_in(group: BaseExceptionGroup[FeedError], action: str) -> list[Failure]:
-    """The failures of one kind, as `except*` hands them over: in a group, nested or not."""
+    """The failures of one kind, as `except*` hands them over, with what to do about them."""
     failures = []
-    for err in group.exceptions:
-        if isinstance(err, BaseExceptionGroup):  # a group inside: open it, lose nothing
-            failures += failures_in(err, action)
-            continue
+    for err in feed_errors(group):
         cause = err.__cause__
         said = None if cause is None else f"{type(cause).__name__}: {cause}".removesuffix(": ")
         notes = getattr(err, "__notes__", [])  # there only once add_note() was called
@@ -220,18 +220,18 @@ def failures_in(group: BaseExceptionGroup[FeedError], action: str) -> list[Failu
     return failures
 
 
-def show(failures: list[Failure], feeds: int, elapsed_s: float) -> None:
+def show(failures: list[Failure], feeds: int, seconds: float) -> None:
     console = Console()
     if failures:
-        table = Table("feed", "kind", "message", "cause", "notes", "what to do", title="failures")
+        table = Table("feed", "kind", "message", "what to do", title="failures")
         for failure in failures:
-            notes = "\n".join(failure.notes)
-            cause = failure.cause or "-"
-            table.add_row(failure.feed, failure.kind, failure.message, cause, notes, failure.action)
+            table.add_row(failure.feed, failure.kind, failure.message, failure.action)
         console.print(table)
+        for failure in failures:  # its cause and notes, too long for the table
+            lines = [f"{failure.feed}: {failure.cause}", *failure.notes]
+            console.print("\n  ".join(lines), markup=False)
     summary = Table("feeds", "ok", "failed", "elapsed", title="summary")
-    ok = feeds - len(failures)
-    summary.add_row(str(feeds), str(ok), str(len(failures)), f"{elapsed_s:.2f} s")
+    summary.add_row(str(feeds), str(feeds - len(failures)), str(len(failures)), f"{seconds:.2f} s")
     console.print(summary)
 
 

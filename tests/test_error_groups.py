@@ -21,19 +21,25 @@ Invoke = Callable[..., Invocation]
 TIMEOUT_S = 0.5  # past a good feed's latency (GOOD_LATENCY_S), even on a loaded machine
 
 
+async def latin1(_request: web.Request) -> web.Response:
+    """A partner's encoding bug: JSON in Latin-1, which is not UTF-8."""
+    return web.Response(body=b'["caf\xe9"]', content_type="application/json")
+
+
 @contextlib.asynccontextmanager
 async def feed_server() -> AsyncGenerator[str]:
-    """The demo's feed server on a free loopback port, stopped on the way out."""
+    """The demo's feed server (and /latin1/<name>.json) on a free loopback port, stopped after."""
     app = web.Application()
+    app.router.add_get("/latin1/{name}.json", latin1)  # first: the demo's route matches it too
     app.router.add_get("/{kind}/{name}.json", error_groups.answer)
     runner = web.AppRunner(app, handler_cancellation=True, shutdown_timeout=0.1)
     await runner.setup()
-    with socket.create_server(("127.0.0.1", 0)) as sock:
-        try:
-            await web.SockSite(runner, sock).start()
-            yield f"http://127.0.0.1:{sock.getsockname()[1]}"
-        finally:
-            await runner.cleanup()
+    try:
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        yield site.name
+    finally:
+        await runner.cleanup()
 
 
 def feeds_on(base: str, *kinds: str) -> list[Feed]:
@@ -60,7 +66,8 @@ def test_each_way_to_fail_is_its_own_class_raised_from_the_cause() -> None:
     assert missing.__cause__.status == 404
     assert type(malformed) is FeedFormatError
     assert isinstance(malformed.__cause__, JSONDecodeError)
-    assert str(malformed) == "not JSON: '<html><h1>Back soon</h1></html'"
+    assert str(malformed) == "not JSON: b'<html><h1>Back soon</h1></html'"
+    assert str(missing) == "HTTP 404 Not Found"
     assert type(down) is FeedError
     assert (down.kind, str(down)) == ("unavailable", "HTTP 503 Service Unavailable")
     assert [err.feed for err in (missing, malformed, down)] == [
@@ -68,6 +75,30 @@ def test_each_way_to_fail_is_its_own_class_raised_from_the_cause() -> None:
         "malformed-2",
         "down-3",
     ]
+
+
+def test_a_body_that_is_not_utf8_is_a_format_error_and_cancels_nothing() -> None:
+    """Regression: a UnicodeDecodeError escaped as a bug and cancelled every other feed."""
+    feeds, group, finished = asyncio.run(import_kinds("latin1", "good", "good"))
+    assert isinstance(group, ExceptionGroup)
+    (err,) = group.exceptions
+    assert type(err) is FeedFormatError
+    assert isinstance(err.__cause__, UnicodeDecodeError)
+    assert str(err) == """not JSON: b'["caf\\xe9"]'"""
+    assert sorted(finished) == sorted(feed.name for feed in feeds)
+
+
+def test_two_feeds_of_one_name_are_refused_up_front() -> None:
+    """Regression: results keyed by name lost one feed's result and reported a failure twice."""
+
+    async def scenario() -> None:
+        session = aiohttp.ClientSession()
+        await session.close()  # up front: a fetch would fail on the closed session
+        feeds = [Feed("acme", "http://127.0.0.1:9/a.json"), Feed("acme", "http://127.0.0.1:9/b")]
+        await error_groups.import_feeds(session, feeds)
+
+    with pytest.raises(ValueError, match="same name"):
+        asyncio.run(scenario())
 
 
 def test_a_feed_that_never_answers_is_a_timeout_from_the_timeout() -> None:
@@ -131,7 +162,7 @@ def test_one_group_holds_every_failure_in_order_and_the_good_feeds_finish() -> N
     assert sorted(finished) == sorted(feed.name for feed in feeds)  # none lost, none cancelled
     for feed, err in zip([feeds[0], feeds[2], feeds[3], feeds[4]], group.exceptions, strict=True):
         (note,) = err.__notes__
-        assert re.fullmatch(rf"feed '{feed.name}': GET {feed.url}, gave up after \d\.\d\d s", note)
+        assert re.fullmatch(rf"feed '{feed.name}': GET {feed.url}, failed after \d\.\d\d s", note)
 
 
 def test_the_good_feeds_arrive_when_the_failures_came_first() -> None:
@@ -180,6 +211,13 @@ def test_a_bug_is_not_a_feed_failure_and_escapes_in_the_task_groups_own_group() 
     assert caught.value.subgroup(RuntimeError) is not None
 
 
+def test_feed_errors_walks_nested_groups_in_order() -> None:
+    inner = ExceptionGroup("inner", [FeedMissingError("b", "gone"), FeedError("c", "down")])
+    members: list[Any] = [FeedMissingError("a", "gone"), inner]  # typeshed: no nesting
+    group: ExceptionGroup[FeedError] = ExceptionGroup("outer", members)
+    assert [err.feed for err in error_groups.feed_errors(group)] == ["a", "b", "c"]
+
+
 def test_except_star_hands_over_nested_groups_and_failures_with_no_notes() -> None:
     inner = ExceptionGroup("inner", [FeedMissingError("b", "gone")])
     members: list[Any] = [FeedMissingError("a", "gone"), inner]  # typeshed: no nesting
@@ -209,12 +247,16 @@ def test_json_routes_each_kind_to_its_handler(invoke: Invoke) -> None:
     assert result.stderr.splitlines()[-1] == "error: 5 of 10 feeds failed"
 
 
-def test_a_table_for_people(invoke: Invoke, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("COLUMNS", "250")
+def test_a_table_for_people_at_80_columns(invoke: Invoke, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Four columns that fit 80; each failure's cause and notes on lines of their own below."""
+    monkeypatch.setenv("COLUMNS", "80")
     result = invoke(error_groups.run, "--slow", "0", "--good", "2")
     assert result.code == 1
-    assert "what to do" in result.stdout
-    assert "JSONDecodeError: Expecting value" in result.stdout
+    header = next(line for line in result.stdout.splitlines() if "what to do" in line)
+    assert re.findall(r"\w[\w ]*\w", header) == ["feed", "kind", "message", "what to do"]
+    assert "partner-2: JSONDecodeError: Expecting value" in result.stdout
+    assert "  feed 'partner-2': GET http://127.0.0.1:" in result.stdout
+    assert max(len(line) for line in result.stdout.splitlines()) <= 80
     assert re.search(r"│ 5\s+│ 2\s+│ 3\s+│", result.stdout)
 
 
@@ -265,4 +307,4 @@ def test_default_run_json(runner: ScriptRunner) -> None:
 
 def test_ctrl_c_while_importing(runner: ScriptRunner) -> None:
     message = runner.ctrl_c("error_groups", "--timeout-ms", "60000", ready="importing")
-    assert re.fullmatch(r"interrupted: \d of 9 feeds finished", message), message
+    assert re.fullmatch(r"interrupted: \d of 9 feeds finished, \d failed", message), message
