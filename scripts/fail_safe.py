@@ -154,6 +154,8 @@ DEFAULT_RATE = 1.0  # what a caller can live with when no rate came: no conversi
 class Dependency(BaseHTTPRequestHandler):
     """GET /ok/<rate> answers {"rate": rate}; /hang waits until the server stops; else 503."""
 
+    timeout = 1.0  # a connection that never sends its request (a client cut short) is dropped
+
     def __init__(self, *args: Any, stopping: threading.Event, **kwargs: Any) -> None:
         self.stopping = stopping
         super().__init__(*args, **kwargs)  # this handles the request, so it comes last
@@ -180,7 +182,6 @@ def dependency() -> Generator[str]:
     """Serve Dependency on a free loopback port; every thread it started ends on the way out."""
     stopping = threading.Event()
     server = ThreadingHTTPServer(("127.0.0.1", 0), partial(Dependency, stopping=stopping))
-    server.daemon_threads = False  # so server_close() joins every request's thread
     thread = threading.Thread(target=server.serve_forever, args=(0.05,))
     thread.start()
     try:

@@ -16,7 +16,6 @@ When to use:   A retried call that must answer within a budget: a handler's call
 When not to:   Work that must finish (a payment, a migration): bound it by a lease, not a timeout.
                A sync callee that ignores time_left() is not bounded: run it in its own process.
 Run:           uv run scripts/timeout_order.py
-               uv run scripts/timeout_order.py --timeout-ms 500 --json
 Try it:        Default: inside answers on attempt 2; outside fails at 0.2 s, its budget spent.
                --timeout-ms 1000: outside still fails, at 1 s; inside answers after about 1 s.
 """
@@ -120,10 +119,9 @@ def deadline_in(seconds: float) -> Generator[None]:
 
 
 def with_timeout(seconds: float) -> Callable[[Callable[P, R]], Callable[P, R]]:
-    """Bound a call to `seconds`. A coroutine is cancelled (asyncio.timeout). A sync call cannot be
-    stopped from outside (no killing a thread), so its bound is enforced at I/O reads (time_left())
-    and between retries (stop_at_deadline). httpx's timeout is per read: a trickling server keeps a
-    sync call past the deadline, and its late answer is then discarded (TimeoutError)."""
+    """Bound a call to `seconds`. A coroutine is cancelled (asyncio.timeout); a sync call cannot be
+    stopped from outside, so its I/O reads (time_left()) and retries (stop_at_deadline) keep it. A
+    trickling server can hold a sync read past the deadline: its late answer is then discarded."""
 
     def decorate(func: Callable[P, R]) -> Callable[P, R]:
         if inspect.iscoroutinefunction(func):
@@ -164,8 +162,11 @@ CLIENT_TIMEOUT_S = 5.0  # the client's own cap per I/O; the decorators' bound is
 class FirstAttemptHangs(BaseHTTPRequestHandler):
     """GET /?attempt=1 hangs until the client gives up; a later attempt is answered at once."""
 
+    timeout = 1.0  # a connection that never sends its request (a client cut short) is dropped
+
     def do_GET(self) -> None:
         if self.path == "/?attempt=1":
+            self.connection.settimeout(None)
             self.rfile.read()  # waits for bytes that never come, until the client hangs up
             return
         self.send_response_only(204)  # No Content; and no access-log line: the table says it all
