@@ -19,23 +19,26 @@ When not to:   Settings that change while the process runs (feature flags: a fla
                hierarchical config files that people edit by hand (TOML/YAML with a schema).
 Run:           uv run scripts/settings.py
                uv run scripts/settings.py --json
-               uv run scripts/settings.py --from-environment --env-file .env --secrets-dir secrets/
+               APP_ENVIRONMENT=dev APP_API_KEY=$(openssl rand -hex 16) \
+                 APP_DB__URL=sqlite+aiosqlite:// uv run scripts/settings.py --from-environment
 Try it:        APP_DB__POOL_SIZE=x APP_API_KEY=hunter2 uv run scripts/settings.py --from-environment
                lists every bad or missing variable, a line each, and exits 2; "hunter2" never shows.
-               Add APP_DB__POOLSIZE=3 (a typo): it is named as an error, not silently ignored.
+               Add APP_DB__POOLSIZE=3: a typo in a nested name is an error; top-level names are
+               not checked (extra="ignore"), as a .env shared with other tools holds more.
                APP_PORT=9000 uv run scripts/settings.py: the sample ignores your APP_* variables.
 """
 
 import json
 import logging
 import os
+import re
 import sys
 import tempfile
-from collections.abc import Generator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Mapping, Sequence
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
+from unittest import mock
 
 import click
 from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator, model_validator
@@ -59,14 +62,14 @@ class DatabaseSettings(BaseModel):
     # forbid: a typo such as APP_DB__POOLSIZE is an error, not a silently ignored variable.
     model_config = {"extra": "forbid", "hide_input_in_errors": True}
 
-    url: str  # required: no default database is a safe guess
+    url: SecretStr  # required: no default is a safe guess; secret: it may hold a password
     pool_size: int = Field(default=5, ge=1, le=100)
     timeout_s: float = Field(default=5.0, gt=0, allow_inf_nan=False)
 
     @field_validator("url")
     @classmethod
-    def async_driver(cls, url: str) -> str:
-        if not url.startswith(DB_SCHEMES):
+    def async_driver(cls, url: SecretStr) -> SecretStr:
+        if not url.get_secret_value().startswith(DB_SCHEMES):
             raise ValueError(f"must start with one of {', '.join(DB_SCHEMES)}")
         return url
 
@@ -105,16 +108,21 @@ class Settings(BaseSettings):
 def load_settings(env_file: Path | None, secrets_dir: Path | None) -> Settings:
     """Read the environment, then `env_file`, then `secrets_dir` (None: skip either).
 
-    Raises ValidationError (every bad field), or SettingsError if APP_DB={...} is not JSON.
+    Raises ValidationError (every bad field), or SettingsError if APP_DB={...} is not JSON:
+    pydantic-settings stops at that, before it validates anything else.
     """
     settings = Settings(_env_file=env_file, _secrets_dir=secrets_dir)
-    logger.info("settings loaded: %r", settings)  # SecretStr keeps the key out of the log
+    logger.info("settings loaded: %r", settings)  # SecretStr keeps key and URL out of the log
     return settings
 
 
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
-    """The settings, read once: `Depends(get_settings)`. Tests call get_settings.cache_clear()."""
+    """The settings, read once: `Depends(get_settings)`. Tests call get_settings.cache_clear().
+
+    Depends alone reads them at the first request: call it once at start-up (lifespan) too,
+    so a bad configuration stops the service before its first request.
+    """
     return load_settings(Path(".env"), mounted_secrets())
 
 
@@ -136,8 +144,15 @@ def describe_errors(error: ValidationError) -> list[str]:
     return [f"{env_var(item['loc'])}: {item['msg']}" for item in error.errors()]
 
 
+def describe_source_error(error: SettingsError) -> str:
+    """One line for a value that could not be parsed, such as an APP_DB that is not JSON."""
+    field = re.search(r'field "(\w+)"', str(error))  # only its message names the field
+    if field is None or not isinstance(error.__cause__, json.JSONDecodeError):
+        return f"settings: {error}"  # such as a secrets dir that is a file
+    return f"{env_var([field.group(1)])}: not valid JSON ({error.__cause__})"  # never the value
+
+
 SOURCE_NAMES: dict[type, str] = {
-    sources.InitSettingsSource: "code",
     sources.EnvSettingsSource: "env",
     sources.DotEnvSettingsSource: ".env",
     sources.SecretsSettingsSource: "secrets dir",
@@ -156,49 +171,37 @@ def flatten(values: Mapping[str, Any], parent: str = "") -> dict[str, Any]:
     return flat
 
 
-def value_sources(env_file: Path | None, secrets_dir: Path | None) -> dict[str, str]:
-    """Where each setting came from, for the same inputs as load_settings(): name -> source.
+def value_sources(
+    settings: Settings, env_file: Path | None, secrets_dir: Path | None
+) -> dict[str, str]:
+    """Where each value in `settings` came from, its inputs read again: name -> source.
 
     Each source is pydantic-settings' own, called on its own, in the order the class gives
     them (settings_customise_sources): the first that holds a setting is the one that won.
     """
-    order = Settings.settings_customise_sources(
-        Settings,
-        init_settings=sources.InitSettingsSource(Settings, init_kwargs={}),  # none passed in code
-        env_settings=sources.EnvSettingsSource(Settings),
-        dotenv_settings=sources.DotEnvSettingsSource(Settings, env_file=env_file),
-        file_secret_settings=sources.SecretsSettingsSource(Settings, secrets_dir=secrets_dir),
+    cls = type(settings)
+    order = cls.settings_customise_sources(
+        cls,
+        init_settings=sources.InitSettingsSource(cls, init_kwargs={}),  # none passed in code
+        env_settings=sources.EnvSettingsSource(cls),
+        dotenv_settings=sources.DotEnvSettingsSource(cls, env_file=env_file),
+        file_secret_settings=sources.SecretsSettingsSource(cls, secrets_dir=secrets_dir),
     )
+    names = flatten(settings.model_dump())  # a .env may hold variables that are not settings
     found: dict[str, str] = {}
     for source in order:
         for name in flatten(source()):
-            found.setdefault(name, SOURCE_NAMES[type(source)])
+            if name in names:
+                found.setdefault(name, SOURCE_NAMES.get(type(source), type(source).__name__))
     return found
 
 
 # --- Demo plumbing -------------------------------------------------------------------------------
 SAMPLE_API_KEY = "sample-key-0123456789abcdef0123456789abcdef"
 SAMPLE_ENVIRONMENT = {"APP_ENVIRONMENT": "staging", "APP_DB__POOL_SIZE": "20"}
-SAMPLE_DOTENV = (
-    "APP_DB__URL=sqlite+aiosqlite:///./service.db\nAPP_DB__POOL_SIZE=5\nAPP_DEBUG=true\n"
-)
+SAMPLE_DOTENV = "APP_DB__URL=sqlite+aiosqlite:///service.db\nAPP_DB__POOL_SIZE=5\nAPP_DEBUG=true\n"
 SAMPLE_SECRETS = {"app_api_key": SAMPLE_API_KEY, "app_debug": "false"}
 MASK = "**********"
-
-
-@contextmanager
-def scoped_environment(values: Mapping[str, str]) -> Generator[None]:
-    """Within the block, the APP_* variables are exactly `values`; the old ones come back after."""
-    saved = {key: value for key, value in os.environ.items() if key.upper().startswith(ENV_PREFIX)}
-    for key in saved:
-        del os.environ[key]
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for key in values:
-            os.environ.pop(key, None)
-        os.environ.update(saved)
 
 
 def write_sample(directory: Path) -> tuple[Path, Path]:
@@ -212,26 +215,21 @@ def write_sample(directory: Path) -> tuple[Path, Path]:
     return env_file, secrets_dir
 
 
-def effective(settings: Settings, origins: Mapping[str, str]) -> dict[str, Any]:
-    """The report: each setting's value (secrets masked) and where it came from."""
-    values = flatten(settings.model_dump(mode="json"))  # SecretStr dumps as **********
-    return {"settings": values, "sources": {name: origins.get(name, "default") for name in values}}
-
-
 def report(env_file: Path | None, secrets_dir: Path | None) -> dict[str, Any]:
-    """Load and attribute; a bad configuration becomes a usage error listing every problem."""
+    """Each setting's value (secrets masked) and where it came from; or a usage error."""
     try:
         settings = load_settings(env_file, secrets_dir)
     except ValidationError as err:
         raise BadConfiguration(describe_errors(err)) from None  # its chain holds the inputs
     except SettingsError as err:
-        raise BadConfiguration([f"settings: {err}"]) from None
-    return effective(settings, value_sources(env_file, secrets_dir))
+        raise BadConfiguration([describe_source_error(err)]) from None
+    values = flatten(settings.model_dump(mode="json"))  # SecretStr dumps as **********
+    origins = value_sources(settings, env_file, secrets_dir)
+    return {"settings": values, "sources": {name: origins.get(name, "default") for name in values}}
 
 
 def show(result: Mapping[str, Any]) -> None:
     table = Table("setting", "variable", "value", "source", title="effective configuration")
-    table.columns[2].overflow = "fold"  # a long URL wraps rather than loses its end
     for name, value in result["settings"].items():
         shown = MASK if value == MASK else json.dumps(value)
         table.add_row(name, env_var(name.split(".")), shown, result["sources"][name])
@@ -239,8 +237,6 @@ def show(result: Mapping[str, Any]) -> None:
 
 
 # --- CLI -----------------------------------------------------------------------------------------
-
-
 class BadConfiguration(click.ClickException):
     """Every problem in the configuration, one line each; exit 2 like any bad input."""
 
@@ -270,7 +266,9 @@ def cli(
         for option, given in (("--env-file", env_file), ("--secrets-dir", secrets_dir)):
             if given is not None:
                 raise click.UsageError(f"{option} needs --from-environment")
-        with tempfile.TemporaryDirectory() as tmp, scoped_environment(SAMPLE_ENVIRONMENT):
+        # Within the block the environment holds the sample's variables only; yours come back after.
+        sample_environment = mock.patch.dict(os.environ, SAMPLE_ENVIRONMENT, clear=True)
+        with tempfile.TemporaryDirectory() as tmp, sample_environment:
             sample_env_file, sample_secrets_dir = write_sample(Path(tmp))
             result = report(sample_env_file, sample_secrets_dir)
     if as_json:

@@ -9,17 +9,20 @@ is instantaneous (it reads a few variables and files), so there is no Ctrl-C tes
 import json
 import logging
 import os
+import shlex
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
+from pydantic_settings import SettingsError, sources
 
 import settings as lesson
 from conftest import Invocation, ScriptRunner
 
 GOOD_KEY = "good-key-" + "x" * 31  # 40 characters: valid
 BAD_KEY = "hunter2-too-short"  # fails the length validator, and must still never print
+PG_URL = "postgresql+asyncpg://app:TopSecretPw@db/app"  # its password must never print
 VALID = {"APP_ENVIRONMENT": "dev", "APP_API_KEY": GOOD_KEY, "APP_DB__URL": "sqlite+aiosqlite://"}
 # Five bad variables, and APP_DB__URL missing: six problems, every one reported in one go.
 BROKEN = {
@@ -89,11 +92,22 @@ def test_a_rule_between_fields_is_checked_once_the_fields_are_valid(
 def test_a_nested_block_that_is_not_json_is_one_line(
     clean_env: pytest.MonkeyPatch, invoke: Invoke
 ) -> None:
+    """pydantic-settings stops at it, before validating the rest: it is reported alone."""
     set_env(clean_env, VALID | {"APP_DB": '{"url": "' + BAD_KEY + '"'})
     run = invoke(lesson.run, "--from-environment")
-    message = 'error parsing value for field "db" from source "EnvSettingsSource"'
-    assert problems(run) == {"settings": message}
+    message = "not valid JSON (Expecting ',' delimiter: line 1 column 28 (char 27))"
+    assert problems(run) == {"APP_DB": message}
     assert BAD_KEY not in run.stderr
+
+
+def test_a_secrets_dir_that_is_a_file_is_one_line(clean_env: pytest.MonkeyPatch, tmp_path: Path):
+    set_env(clean_env, VALID)
+    (tmp_path / "secrets").write_text("")
+    with pytest.raises(SettingsError) as caught:
+        lesson.load_settings(None, tmp_path / "secrets")
+    assert lesson.describe_source_error(caught.value) == (
+        "settings: secrets_dir must reference a directory, not a file"
+    )
 
 
 def test_a_wrong_database_url_names_the_drivers(clean_env: pytest.MonkeyPatch) -> None:
@@ -118,6 +132,22 @@ def test_a_secret_never_prints(clean_env: pytest.MonkeyPatch, caplog: pytest.Log
         assert GOOD_KEY not in shown
         assert "**********" in shown
     assert GOOD_KEY not in caplog.text
+
+
+def test_a_database_password_never_prints(
+    clean_env: pytest.MonkeyPatch, invoke: Invoke, caplog: pytest.LogCaptureFixture
+) -> None:
+    set_env(clean_env, VALID | {"APP_DB__URL": PG_URL})
+    with caplog.at_level(logging.INFO, logger="settings"):
+        runs = [invoke(lesson.run, "--from-environment", *args) for args in ([], ["--json"])]
+        loaded = lesson.load_settings(None, None)
+    assert [run.code for run in runs] == [0, 0]
+    assert json.loads(runs[1].stdout)["settings"]["db.url"] == "**********"
+    assert loaded.db.url.get_secret_value() == PG_URL  # the service can still connect
+    outputs = [run.stdout + run.stderr for run in runs]
+    dumps = [repr(loaded), str(loaded), str(loaded.model_dump()), loaded.model_dump_json()]
+    for shown in [*outputs, caplog.text, *dumps]:
+        assert "TopSecretPw" not in shown
 
 
 @pytest.mark.parametrize("where", ["env", "secrets dir"])
@@ -164,8 +194,9 @@ def test_env_beats_dotenv_beats_secrets_beats_default(
         (secrets_dir / "app_port").write_text("1003")
     if "env" in layers:
         clean_env.setenv("APP_PORT", "1001")
-    assert lesson.load_settings(env_file, secrets_dir).port == port
-    origins = lesson.value_sources(env_file, secrets_dir)
+    loaded = lesson.load_settings(env_file, secrets_dir)
+    assert loaded.port == port
+    origins = lesson.value_sources(loaded, env_file, secrets_dir)
     assert origins.get("port", "default") == source
     assert origins["api_key"] == "env"
 
@@ -175,10 +206,40 @@ def test_nested_values_are_attributed_one_by_one(clean_env: pytest.MonkeyPatch, 
     env_file = tmp_path / "service.env"
     env_file.write_text("APP_DB__POOL_SIZE=7\n")
     loaded = lesson.load_settings(env_file, None)
-    assert (loaded.db.url, loaded.db.pool_size) == ("sqlite+aiosqlite://", 7)  # merged
-    origins = lesson.value_sources(env_file, None)
+    assert (loaded.db.url.get_secret_value(), loaded.db.pool_size) == ("sqlite+aiosqlite://", 7)
+    origins = lesson.value_sources(loaded, env_file, None)
     assert (origins["db.url"], origins["db.pool_size"]) == ("env", ".env")
     assert "db.timeout_s" not in origins  # a default
+
+
+class FromVault(sources.InitSettingsSource):
+    """A source of the service's own, as one reading a vault would be: here, a fixed port."""
+
+
+class VaultSettings(lesson.Settings):
+    @classmethod
+    def settings_customise_sources(
+        cls, settings_cls, init_settings, env_settings, dotenv_settings, file_secret_settings
+    ):
+        vault = FromVault(settings_cls, init_kwargs={"port": 1234})
+        return (init_settings, env_settings, vault, dotenv_settings, file_secret_settings)
+
+
+def test_only_settings_are_attributed_and_any_source_is_named(
+    clean_env: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    set_env(clean_env, VALID)
+    env_file = tmp_path / "shared.env"
+    env_file.write_text("APP_OTHER_TOOL=1\nAPP_DEBUG=true\n")  # a .env shared with other tools
+    loaded = VaultSettings(_env_file=env_file, _secrets_dir=None)
+    origins = lesson.value_sources(loaded, env_file, None)
+    assert origins == {
+        "environment": "env",
+        "api_key": "env",
+        "db.url": "env",
+        "port": "FromVault",
+        "debug": ".env",
+    }
 
 
 # --- the cached dependency -----------------------------------------------------------------------
@@ -214,6 +275,7 @@ def test_the_sample_run_shows_every_source(clean_env: pytest.MonkeyPatch, invoke
     assert rows["db.pool_size"] == ["APP_DB__POOL_SIZE", "20", "env"]
     assert rows["debug"] == ["APP_DEBUG", "true", ".env"]  # the secrets dir says false
     assert rows["api_key"] == ["APP_API_KEY", "**********", "secrets dir"]
+    assert rows["db.url"] == ["APP_DB__URL", "**********", ".env"]
     assert lesson.SAMPLE_API_KEY not in run.stdout
     assert os.environ["APP_PORT"] == "9"  # the caller's environment is back as it was
     assert "APP_ENVIRONMENT" not in os.environ
@@ -235,6 +297,23 @@ def test_the_environment_with_an_env_file_and_secrets_dir(
     assert result["sources"]["db.url"] == ".env"
     assert result["sources"]["api_key"] == "secrets dir"
     assert GOOD_KEY not in run.stdout
+
+
+def test_the_run_lines_work_as_written(clean_env: pytest.MonkeyPatch, invoke: Invoke) -> None:
+    """Each Run line of the docstring, in an empty directory with no APP_* variable set."""
+    assert lesson.__doc__ is not None
+    section = lesson.__doc__.split("Run:")[1].split("Try it:")[0]
+    section = section.replace("\\\n", " ").replace("$(openssl rand -hex 16)", "0" * 32)
+    commands = [line for line in section.splitlines() if line.strip()]
+    assert len(commands) == 3
+    for command in commands:
+        words = shlex.split(command)
+        start = words.index("uv")
+        assert words[start : start + 3] == ["uv", "run", "scripts/settings.py"]
+        with pytest.MonkeyPatch.context() as patch:
+            set_env(patch, dict(word.split("=", 1) for word in words[:start]))
+            run = invoke(lesson.run, *words[start + 3 :])
+        assert run.code == 0, (command, run.stderr)
 
 
 def test_bad_arguments(clean_env: pytest.MonkeyPatch, tmp_path: Path, invoke: Invoke) -> None:
