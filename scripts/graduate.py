@@ -1,0 +1,300 @@
+# /// script
+# requires-python = ">=3.11"
+# dependencies = [
+#     "click",
+#     "rich",
+# ]
+#
+# [tool.uv]
+# exclude-newer = "2026-11-20T00:00:00Z"
+# ///
+"""Graduate a lesson script into a package with an entry point, a lock file and a wheel.
+
+Pattern:       The script's PEP 723 block already says what a project needs: Python, dependencies
+               and the exclude-newer date. Write them into pyproject.toml (an entry point at the
+               CLI's main(), a dev group, the uv_build backend), move the code into src/<name>/,
+               then prove it the way CI would: lock, sync, --help, tests, build, and the wheel
+               installed in a fresh environment runs the command. The date is the lock's cut-off.
+When to use:   A copied script that grew: others install it, it needs tests, a version, a release.
+When not to:   A script you run now and then: its block is already a reproducible environment.
+               Data files (no lesson has any yet) go in src/<name>/, read with importlib.resources
+               .files(), never a path next to __file__: in a wheel or a zip, there is no such path.
+Run:           uv run scripts/graduate.py            (starter.py, into a temporary directory)
+               uv run scripts/graduate.py scripts/cli_click.py --to /tmp/logtool --name logtool
+Try it:        The default run: eight steps ok; uv build takes milliseconds (uv's own backend).
+               --to a project made before: exit 2 until --force; in it, `uv run logtool --help`.
+"""
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import tomllib
+from collections.abc import Mapping, Sequence
+from contextlib import suppress
+from dataclasses import dataclass
+from pathlib import Path
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+# --- The pattern ---------------------------------------------------------------------------------
+# The PEP 723 reference regex: a `# /// script` line, comment lines, a `# ///` line.
+BLOCK = re.compile(r"(?m)^# /// script\s*$\n(?P<body>(?:^#(?: .*)?$\n)+)^# ///\s*$\n?")
+VERSION = "0.1.0"  # a first release; the lesson's own --version stays what the lesson says
+STEP_TIMEOUT_S = 600.0  # a cold cache downloads every wheel: generous, yet no step hangs for ever
+BACKEND = "uv_build>=0.13.9,<0.14"  # holding uv's version, uv builds with its own: no download
+SMOKE_TESTS = '''"""Smoke tests by graduate.py: the lesson's own need the collection's fixtures."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from {name} import {lesson}
+
+
+def test_a_bad_option_is_one_line_and_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
+    assert {lesson}.run(["--no-such-option"]) == 2
+    assert capsys.readouterr().err.count("--no-such-option") == 1
+
+
+def test_the_default_run_prints_one_json_object() -> None:
+    command = [sys.executable, "-m", "{name}", "--json"]
+    proc = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
+    assert proc.returncode in (0, 1), proc.stderr  # 1: a demo of failures, on purpose
+    assert isinstance(json.loads(proc.stdout), dict)
+'''
+
+
+class BlockError(ValueError):
+    """A script has no PEP 723 block, or one that is not valid TOML."""
+
+
+@dataclass(frozen=True)
+class Lesson:
+    """What a project takes from a lesson script: its block's facts, and its code without it."""
+
+    stem: str
+    summary: str  # the docstring's first line
+    requires_python: str
+    dependencies: list[str]
+    exclude_newer: str | None  # the block's [tool.uv] date: the lock resolves nothing newer
+    code: str
+
+
+@dataclass(frozen=True)
+class Step:
+    name: str
+    ok: bool
+    seconds: float
+    last_line: str  # of what the step printed: why it failed, if it did
+
+
+def read_lesson(path: Path) -> Lesson:
+    """A lesson script's PEP 723 block, parsed as TOML, and its code without the block."""
+    text = path.read_text(encoding="utf-8")
+    match = BLOCK.search(text)
+    if match is None:
+        raise BlockError("no PEP 723 block (# /// script ... # ///)")
+    lines = [line.removeprefix("#").removeprefix(" ") for line in match["body"].splitlines()]
+    try:
+        block = tomllib.loads("\n".join(lines))
+    except tomllib.TOMLDecodeError as err:
+        raise BlockError(f"its PEP 723 block is not valid TOML: {err}") from err
+    code = (text[: match.start()] + text[match.end() :]).lstrip("\n")
+    summary = code.split('"""')[1].splitlines()[0] if code.startswith('"""') else path.stem
+    date = block.get("tool", {}).get("uv", {}).get("exclude-newer")
+    requires = block.get("requires-python", ">=3.11")
+    return Lesson(path.stem, summary, requires, block.get("dependencies", []), date, code)
+
+
+def project_files(lesson: Lesson, name: str) -> dict[str, str]:
+    """Every file of the project, by its path from the project's root."""
+    toml = f"""[project]
+name = "{name}"
+version = "{VERSION}"
+description = {json.dumps(lesson.summary)}
+readme = "README.md"
+requires-python = {json.dumps(lesson.requires_python)}
+dependencies = {json.dumps(lesson.dependencies)}
+
+[project.scripts]
+{name} = "{name}.__main__:main"
+
+[dependency-groups]
+dev = ["pytest", "ruff"]
+
+[build-system]
+requires = ["{BACKEND}"]
+build-backend = "uv_build"
+"""
+    if lesson.exclude_newer:  # the script's date becomes the lock's cut-off
+        toml += f'\n[tool.uv]\nexclude-newer = "{lesson.exclude_newer}"\n'
+    readme = f"""# {name}
+
+{lesson.summary} From `scripts/{lesson.stem}.py`, by graduate.py: `uv run {name} --help`.
+uv.lock holds nothing newer than {lesson.exclude_newer or "its day"} (`[tool.uv] exclude-newer`):
+move the date, `uv lock --upgrade` for newer releases. Data files: src/{name}/, importlib.resources.
+"""
+    entry = f'"""`python -m {name}` and the `{name}` command."""\n\n'
+    entry += f"from {name}.{lesson.stem} import main\n"
+    return {
+        "pyproject.toml": toml,
+        "README.md": readme,
+        f"src/{name}/__init__.py": f'"""{lesson.summary}"""\n',
+        f"src/{name}/py.typed": "",
+        f"src/{name}/__main__.py": entry + '\nif __name__ == "__main__":\n    main()\n',
+        f"src/{name}/{lesson.stem}.py": lesson.code,
+        f"tests/test_{lesson.stem}.py": SMOKE_TESTS.format(name=name, lesson=lesson.stem),
+    }
+
+
+def run_step(name: str, command: Sequence[str], cwd: Path, env: Mapping[str, str]) -> Step:
+    """Run one command in a process group of its own; on Ctrl-C, end the whole group first."""
+    started = time.perf_counter()
+    unblocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})  # a Ctrl-C waits...
+    with subprocess.Popen(  # noqa: S603 - the commands are the proof steps, built below
+        command,
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,  # a group of its own: Ctrl-C is ours to pass on, and all at once
+    ) as proc:  # on the way out, however it goes: the pipe closed, the process reaped
+        try:
+            signal.pthread_sigmask(signal.SIG_SETMASK, unblocked)  # ...until it can stop the step
+            output, _ = proc.communicate(timeout=STEP_TIMEOUT_S)
+        except BaseException:  # Ctrl-C, or a step that hangs: none of its processes outlives it
+            with suppress(ProcessLookupError):  # the group is gone already
+                os.killpg(proc.pid, signal.SIGKILL)  # uv and all it started (its cache survives)
+            proc.wait()  # Popen's own exit waits only 0.25 s after a Ctrl-C
+            raise
+    lines = output.strip().splitlines() or ["(no output)"]
+    return Step(name, proc.returncode == 0, round(time.perf_counter() - started, 2), lines[-1])
+
+
+def proof_steps(project: Path, name: str, venv: Path, date: str | None) -> list[tuple[str, list]]:
+    """(name, command) of each proof, in order: the project's checks, then the wheel's."""
+    wheel = project / "dist" / f"{name}-{VERSION}-py3-none-any.whl"
+    newer = ["--exclude-newer", date] if date else []  # the lock's cut-off for the wheel's deps
+    return [
+        ("uv lock", ["uv", "lock"]),
+        ("uv sync", ["uv", "sync"]),
+        (f"{name} --help", ["uv", "run", "--frozen", name, "--help"]),
+        ("pytest", ["uv", "run", "--frozen", "pytest", "-q"]),
+        ("uv build", ["uv", "build"]),
+        ("uv venv", ["uv", "venv", str(venv)]),
+        ("install wheel", ["uv", "pip", "install", "--python", str(venv), *newer, str(wheel)]),
+        (f"wheel: {name} --help", [str(venv / "bin" / name), "--help"]),
+    ]
+
+
+# --- Demo plumbing -------------------------------------------------------------------------------
+NAME = re.compile(r"[a-z][a-z0-9_]*")  # one word for the project, the package and the command
+LEFT_OUT = ("VIRTUAL_ENV", "PYTHONPATH")  # the caller's; the steps run in the project's alone
+
+
+def interrupt_once(signum: int, frame: object) -> None:
+    """The first Ctrl-C stops the step; uv passes a second one on, which must not cut the stop."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    raise KeyboardInterrupt
+
+
+def prove(project: Path, name: str, exclude_newer: str | None) -> list[Step]:
+    """Run the proof steps until one fails; Ctrl-C says how far they got."""
+    steps: list[Step] = []
+    env = {key: value for key, value in os.environ.items() if key not in LEFT_OUT}
+    env["UV_PYTHON_DOWNLOADS"] = "never"
+    with tempfile.TemporaryDirectory(prefix="graduate-") as scratch:
+        plan = proof_steps(project, name, Path(scratch) / "venv", exclude_newer)
+        previous = signal.signal(signal.SIGINT, interrupt_once)
+        try:
+            for label, command in plan:
+                click.echo(f"running {label}", err=True)
+                steps.append(run_step(label, command, project, env))
+                if not steps[-1].ok:
+                    break
+        except subprocess.TimeoutExpired as err:
+            steps.append(Step(label, False, err.timeout, f"no result after {err.timeout:g} s"))
+        except KeyboardInterrupt:
+            done = f"{len(steps)} of {len(plan)} steps done"
+            raise click.Abort(f"interrupted: {done}, no step left running") from None
+        finally:
+            signal.signal(signal.SIGINT, previous)
+    return steps
+
+
+def show(target: Path, files: Sequence[str], steps: Sequence[Step], as_json: bool) -> None:
+    if as_json:
+        rows = [{"name": step.name, "ok": step.ok, "seconds": step.seconds} for step in steps]
+        click.echo(json.dumps({"project": str(target), "files": list(files), "steps": rows}))
+        return
+    title = f"{len(files)} files written to {target}"
+    table = Table("step", "result", "seconds", title=title, min_width=len(title))  # on one line
+    for step in steps:
+        table.add_row(step.name, "ok" if step.ok else "FAILED", f"{step.seconds:.2f}")
+    Console().print(table)
+
+
+# --- CLI -----------------------------------------------------------------------------------------
+LESSON = click.Path(exists=True, dir_okay=False, path_type=Path)
+STARTER = Path(__file__).with_name("starter.py")  # the default SCRIPT: the collection's template
+PROJECT = click.Path(file_okay=False, path_type=Path)  # a file there: exit 2, naming --to
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.argument("script", type=LESSON, metavar="SCRIPT", default=STARTER)
+@click.option("--to", "target", type=PROJECT, help="The project's directory (default: temporary).")
+@click.option("--name", help="The project's, package's and command's name (default: SCRIPT's).")
+@click.option("--force", is_flag=True, help="Write into --to even if it is not empty.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of a table.")
+def cli(script: Path, target: Path | None, name: str | None, force: bool, as_json: bool) -> None:
+    """Turn SCRIPT, a lesson with a click CLI, into a package, and prove the package works."""
+    name = name or script.stem
+    if not NAME.fullmatch(name):
+        raise click.BadParameter(f"{name!r} is not a snake_case name", param_hint="'--name'")
+    try:
+        lesson = read_lesson(script)
+    except BlockError as err:
+        raise click.BadParameter(f"{script}: {err}", param_hint="'SCRIPT'") from err
+    if target is not None and target.exists() and any(target.iterdir()) and not force:
+        raise click.BadParameter(f"{target} is not empty (add --force)", param_hint="'--to'")
+    files = project_files(lesson, name)
+    with tempfile.TemporaryDirectory(prefix=f"{name}-") as scratch:
+        root = target or Path(scratch) / name
+        for relative, content in files.items():
+            (root / relative).parent.mkdir(parents=True, exist_ok=True)
+            (root / relative).write_text(content, encoding="utf-8")
+        steps = prove(root.resolve(), name, lesson.exclude_newer)
+        show(root, sorted(files), steps, as_json)
+    if not steps[-1].ok:  # the steps stop at the first that fails
+        raise click.ClickException(f"{steps[-1].name} failed: {steps[-1].last_line}")
+
+
+def run(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI and return its exit code: 0 ok, 1 failure, 2 bad usage, 130 Ctrl-C."""
+    try:
+        code = cli.main(args=argv, standalone_mode=False)
+    except click.ClickException as err:  # a UsageError is one too, with exit code 2
+        click.echo(f"error: {err.format_message()}", err=True)
+        return err.exit_code
+    except click.Abort as err:  # Ctrl-C: click's own Abort, or ours carrying the partial results
+        click.echo(str(err) or "interrupted", err=True)
+        return 130
+    return code if isinstance(code, int) else 0  # ctx.exit(n) comes back here as n
+
+
+def main() -> None:
+    sys.exit(run())
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,265 @@
+"""Tests for scripts/graduate.py: the block and the files in-process, then real graduations.
+
+Two lessons are graduated end to end (cli_click in-process, starter as the default run): every
+step runs for real through uv, against its cache, and must pass. Bad input runs in-process.
+"""
+
+import json
+import os
+import signal
+import threading
+import time
+import tomllib
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+import graduate
+from conftest import SCRIPTS_DIR, Invocation, ScriptRunner, ends_by
+
+Invoke = Callable[..., Invocation]
+STEPS = [
+    "uv lock",
+    "uv sync",
+    "{} --help",
+    "pytest",
+    "uv build",
+    "uv venv",
+    "install wheel",
+    "wheel: {} --help",
+]
+BLOCK = '# /// script\n# requires-python = ">=3.12"\n# dependencies = ["click>=8"]\n# ///\n'
+
+
+def lesson_file(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "lesson.py"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def left_running(directory: Path) -> list[int]:
+    """Processes working in `directory` that go on running: a step left behind.
+
+    One that ends within a few seconds is not: SIGKILLed, it may take a moment to finish ending.
+    """
+    deadline = time.monotonic() + 5
+    return [pid for pid in processes_in(directory) if not ends_by(pid, deadline)]
+
+
+def processes_in(directory: Path) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                cwd = str((entry / "cwd").readlink())
+            except OSError:  # gone, a zombie, or not ours to read
+                continue
+            if cwd.startswith(str(directory)):
+                found.append(int(entry.name))
+    return found
+
+
+# --- reading a lesson ----------------------------------------------------------------------------
+
+
+def test_the_block_gives_the_project_its_facts() -> None:
+    lesson = graduate.read_lesson(SCRIPTS_DIR / "cli_click.py")
+    assert (lesson.stem, lesson.requires_python) == ("cli_click", ">=3.11")
+    assert lesson.dependencies == ["click", "rich"]
+    assert lesson.exclude_newer == "2026-11-20T00:00:00Z"
+    assert lesson.summary.startswith("Build a command-line tool with click")
+    assert lesson.code.startswith('"""Build a command-line tool')  # the block has moved out
+    assert "# /// script" not in lesson.code
+    compile(lesson.code, "cli_click.py", "exec")
+
+
+def test_a_block_without_a_date_leaves_the_lock_undated(tmp_path: Path) -> None:
+    lesson = graduate.read_lesson(lesson_file(tmp_path, BLOCK + "def main() -> None: ...\n"))
+    assert (lesson.requires_python, lesson.dependencies) == (">=3.12", ["click>=8"])
+    assert (lesson.exclude_newer, lesson.summary) == (None, "lesson")
+    assert "[tool.uv]" not in graduate.project_files(lesson, "tool")["pyproject.toml"]
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        ('"""No block."""\n', "no PEP 723 block"),
+        ('# /// script\n# dependencies = ["click"\n# ///\n', "not valid TOML"),
+        ("# /// script\n# requires-python = \n# ///\n", "not valid TOML"),
+    ],
+)
+def test_a_missing_or_broken_block_is_an_error(tmp_path: Path, text: str, problem: str) -> None:
+    with pytest.raises(graduate.BlockError, match=problem):
+        graduate.read_lesson(lesson_file(tmp_path, text))
+
+
+def test_the_project_files() -> None:
+    lesson = graduate.read_lesson(SCRIPTS_DIR / "cli_click.py")
+    files = graduate.project_files(lesson, "logtool")
+    assert sorted(files) == [
+        "README.md",
+        "pyproject.toml",
+        "src/logtool/__init__.py",
+        "src/logtool/__main__.py",
+        "src/logtool/cli_click.py",
+        "src/logtool/py.typed",
+        "tests/test_cli_click.py",
+    ]
+    project = tomllib.loads(files["pyproject.toml"])
+    assert project["project"]["name"] == "logtool"
+    assert project["project"]["version"] == "0.1.0"
+    assert project["project"]["requires-python"] == ">=3.11"
+    assert project["project"]["dependencies"] == ["click", "rich"]
+    assert project["project"]["scripts"] == {"logtool": "logtool.__main__:main"}
+    assert project["dependency-groups"] == {"dev": ["pytest", "ruff"]}
+    assert project["build-system"]["build-backend"] == "uv_build"
+    assert project["tool"]["uv"]["exclude-newer"] == "2026-11-20T00:00:00Z"
+    assert files["src/logtool/cli_click.py"] == lesson.code
+    assert "from logtool.cli_click import main" in files["src/logtool/__main__.py"]
+    assert "from logtool import cli_click" in files["tests/test_cli_click.py"]
+    assert "2026-11-20" in files["README.md"]
+    for path, text in files.items():
+        if path.endswith(".py"):
+            compile(text, path, "exec")
+
+
+# --- bad input, in-process -----------------------------------------------------------------------
+
+
+def test_a_non_empty_directory_is_refused(invoke: Invoke, tmp_path: Path) -> None:
+    (tmp_path / "notes.txt").write_text("mine", encoding="utf-8")
+    result = invoke(graduate.run, str(SCRIPTS_DIR / "starter.py"), "--to", str(tmp_path))
+    assert "--force" in result.assert_usage_error("'--to'")
+    assert sorted(tmp_path.iterdir()) == [tmp_path / "notes.txt"]  # nothing written
+
+
+@pytest.mark.parametrize(
+    ("text", "argument"),
+    [('"""No block."""\n', "no PEP 723 block"), ("# /// script\n# x = \n# ///\n", "not valid")],
+)
+def test_a_script_without_a_good_block_is_refused(
+    invoke: Invoke, tmp_path: Path, text: str, argument: str
+) -> None:
+    message = invoke(graduate.run, str(lesson_file(tmp_path, text))).assert_usage_error(argument)
+    assert "'SCRIPT'" in message
+
+
+@pytest.mark.parametrize(
+    ("args", "argument"),
+    [
+        (["--name", "log-tool"], "'--name'"),
+        (["--name", "Logtool"], "'--name'"),
+        (["--to", str(SCRIPTS_DIR / "starter.py")], "'--to'"),  # a file, not a directory
+        (["missing.py"], "'SCRIPT'"),  # as click says it
+        (["--colour"], "--colour"),
+    ],
+)
+def test_bad_arguments_are_usage_errors(invoke: Invoke, args: list[str], argument: str) -> None:
+    invoke(graduate.run, *args).assert_usage_error(argument)
+
+
+@pytest.mark.parametrize(
+    ("command", "message"),
+    [
+        (["sh", "-c", "echo working; echo boom >&2; exit 3"], "error: fails failed: boom\n"),
+        (["sleep", "30"], "error: fails failed: no result after 0.2 s\n"),
+    ],
+    ids=["exit 3", "hangs"],
+)
+def test_a_failing_step_stops_the_proof(
+    invoke: Invoke, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, command: list, message: str
+) -> None:
+    """The report shows the failed step, the steps after it do not run; one line, exit 1."""
+    plan = [("fails", command), ("never", ["sh", "-c", "touch never"])]
+    monkeypatch.setattr(graduate, "proof_steps", lambda *args: plan)
+    monkeypatch.setattr(graduate, "STEP_TIMEOUT_S", 0.2)
+    result = invoke(graduate.run, "--to", str(tmp_path / "project"), "--json")
+    assert result.code == 1
+    steps = json.loads(result.stdout)["steps"]
+    assert [(step["name"], step["ok"]) for step in steps] == [("fails", False)]
+    assert result.stderr.endswith(message)
+    assert not (tmp_path / "project" / "never").exists()
+    assert left_running(tmp_path) == []
+
+
+def test_a_table_for_people(
+    invoke: Invoke, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setattr(graduate, "proof_steps", lambda *args: [("quick", ["true"])])
+    monkeypatch.setenv("COLUMNS", "200")
+    result = invoke(graduate.run, "--to", str(tmp_path))
+    assert result.code == 0, result.stderr
+    assert f"7 files written to {tmp_path}" in result.stdout
+    row = next(line for line in result.stdout.splitlines() if "quick" in line)
+    assert [cell.strip() for cell in row.split("│")][1:3] == ["quick", "ok"]
+    assert (tmp_path / "src" / "starter" / "starter.py").is_file()
+
+
+def test_ctrl_c_ends_the_step_and_all_it_started(tmp_path: Path) -> None:
+    """The step's whole group goes: here a shell, and the sleep it started in the background.
+
+    Ctrl-C is pressed on this (the main) thread once the shell says the sleep runs, through a
+    FIFO: the press waits for that event, not for a guessed time.
+    """
+    started = tmp_path / "started"
+    os.mkfifo(started)
+    script = f"sleep 60 & echo $! > {started}; wait"
+    main_thread = threading.get_ident()
+    sleeps: list[int] = []
+
+    def press_ctrl_c() -> None:
+        sleeps.append(int(started.read_text(encoding="utf-8")))  # blocks until the shell writes
+        signal.pthread_kill(main_thread, signal.SIGINT)
+
+    presser = threading.Thread(target=press_ctrl_c)
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        presser.start()
+        with pytest.raises(KeyboardInterrupt):
+            graduate.run_step("ctrl-c", ["sh", "-c", script], tmp_path, dict(os.environ))
+    finally:
+        presser.join()
+        signal.signal(signal.SIGINT, previous)
+    assert ends_by(sleeps[0], time.monotonic() + 5)
+
+
+# --- real graduations: every step through uv -----------------------------------------------------
+
+
+def test_cli_click_graduates_into_logtool(invoke: Invoke, tmp_path: Path) -> None:
+    """The Must show: tests pass, and the wheel installed in a fresh venv runs `logtool --help`."""
+    project = tmp_path / "logtool"
+    project.mkdir()
+    (project / "notes.txt").write_text("kept", encoding="utf-8")
+    args = [str(SCRIPTS_DIR / "cli_click.py"), "--to", str(project), "--name", "logtool"]
+    invoke(graduate.run, *args).assert_usage_error("'--to'")  # not empty: --force needed
+    result = invoke(graduate.run, *args, "--force", "--json")
+    assert result.code == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert [step["name"] for step in report["steps"]] == [s.format("logtool") for s in STEPS]
+    assert all(step["ok"] for step in report["steps"]), report
+    assert all(0 <= step["seconds"] < 300 for step in report["steps"])
+    assert len(report["files"]) == 7
+    assert (project / "uv.lock").is_file()
+    assert (project / "dist" / "logtool-0.1.0-py3-none-any.whl").is_file()
+    assert (project / "notes.txt").read_text(encoding="utf-8") == "kept"
+    lock = tomllib.loads((project / "uv.lock").read_text(encoding="utf-8"))
+    assert lock["options"]["exclude-newer"].startswith("2026-11-20")  # the script's date
+
+
+def test_the_default_run_graduates_starter(runner: ScriptRunner) -> None:
+    proc = runner.run("graduate", "--json")
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(proc.stdout)
+    assert [step["name"] for step in report["steps"]] == [s.format("starter") for s in STEPS]
+    assert all(step["ok"] for step in report["steps"]), report
+    assert "src/starter/starter.py" in report["files"]
+    assert not Path(report["project"]).exists()  # a temporary directory, removed afterwards
+
+
+def test_ctrl_c_leaves_no_step_running(runner: ScriptRunner, tmp_path: Path) -> None:
+    project = tmp_path / "project"
+    line = runner.ctrl_c("graduate", "--to", str(project), ready="running pytest")
+    assert line.startswith("interrupted: 3 of 8 steps done")
+    assert left_running(tmp_path) == []
