@@ -271,8 +271,8 @@ def cli(size: int, chunksize: int, workers: int, crash: bool, as_json: bool) -> 
         raise click.Abort(f"interrupted {state.summary()}") from err
     except BrokenProcessPool as err:  # the OOM killer, say; a broken pool cannot be reused
         raise click.ClickException(f"the pool is broken: a worker died {state.summary()}") from err
-    finally:
-        signal.signal(signal.SIGINT, previous)
+    finally:  # after a Ctrl-C, ignore the second one uv passes on: it would cut the exit short
+        signal.signal(signal.SIGINT, signal.SIG_IGN if state.stop.is_set() else previous)
     if as_json:
         click.echo(json.dumps(asdict(report)))
     else:
