@@ -151,6 +151,26 @@ def test_a_ctrl_c_stop_while_the_workers_start_stops_them_instead_of_waiting() -
     assert set(multiprocessing.active_children()) == before  # none left running
 
 
+def test_after_a_ctrl_c_the_second_one_is_ignored_until_exit(
+    invoke: Callable[..., Invocation], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """uv passes a second Ctrl-C on: it must not interrupt the exit the first one started."""
+
+    def pressed_ctrl_c(*args: object) -> process_pool.Report:
+        signal.raise_signal(signal.SIGINT)  # the lesson's handler sets the stop flag
+        raise KeyboardInterrupt  # as Run.total does once it sees the flag
+
+    monkeypatch.setattr(process_pool, "compare", pressed_ctrl_c)
+    before = signal.getsignal(signal.SIGINT)
+    try:
+        done = invoke(process_pool.run)
+        ignored = signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGINT, before)
+    assert done.code == 130, done.stderr
+    assert ignored
+
+
 def test_a_ctrl_c_stop_ends_the_count_between_tasks() -> None:
     run = process_pool.Run()
     seen: list[int] = []
