@@ -7,6 +7,7 @@ step runs for real through uv, against its cache, and must pass. Bad input runs 
 import json
 import os
 import signal
+import subprocess
 import threading
 import time
 import tomllib
@@ -90,7 +91,7 @@ def test_a_block_without_a_date_leaves_the_lock_undated(tmp_path: Path) -> None:
     ],
 )
 def test_a_missing_or_broken_block_is_an_error(tmp_path: Path, text: str, problem: str) -> None:
-    with pytest.raises(graduate.BlockError, match=problem):
+    with pytest.raises(ValueError, match=problem):
         graduate.read_lesson(lesson_file(tmp_path, text))
 
 
@@ -115,13 +116,21 @@ def test_the_project_files() -> None:
     assert project["dependency-groups"] == {"dev": ["pytest", "ruff"]}
     assert project["build-system"]["build-backend"] == "uv_build"
     assert project["tool"]["uv"]["exclude-newer"] == "2026-11-20T00:00:00Z"
-    assert files["src/logtool/cli_click.py"] == lesson.code
     assert "from logtool.cli_click import main" in files["src/logtool/__main__.py"]
     assert "from logtool import cli_click" in files["tests/test_cli_click.py"]
     assert "2026-11-20" in files["README.md"]
     for path, text in files.items():
         if path.endswith(".py"):
             compile(text, path, "exec")
+
+
+def test_the_copied_module_reports_the_packages_version() -> None:
+    """Regression: `logtool --version` said `cli_click, version 1.0.0`, the lesson's own."""
+    lesson = graduate.read_lesson(SCRIPTS_DIR / "cli_click.py")
+    module = graduate.project_files(lesson, "logtool")["src/logtool/cli_click.py"]
+    old = '@click.version_option("1.0.0", prog_name="cli_click")'
+    assert old in lesson.code
+    assert module == lesson.code.replace(old, '@click.version_option(package_name="logtool")')
 
 
 # --- bad input, in-process -----------------------------------------------------------------------
@@ -150,6 +159,9 @@ def test_a_script_without_a_good_block_is_refused(
     [
         (["--name", "log-tool"], "'--name'"),
         (["--name", "Logtool"], "'--name'"),
+        (["--name", "class"], "'--name'"),  # a keyword: `import class` cannot be written
+        (["--name", "json"], "'--name'"),  # the standard library's json would be imported
+        (["--name", "click"], "'--name'"),  # starter's dependency: the lock would fail
         (["--to", str(SCRIPTS_DIR / "starter.py")], "'--to'"),  # a file, not a directory
         (["missing.py"], "'SCRIPT'"),  # as click says it
         (["--colour"], "--colour"),
@@ -157,6 +169,25 @@ def test_a_script_without_a_good_block_is_refused(
 )
 def test_bad_arguments_are_usage_errors(invoke: Invoke, args: list[str], argument: str) -> None:
     invoke(graduate.run, *args).assert_usage_error(argument)
+
+
+def test_a_name_taken_by_a_dependency_writes_nothing(invoke: Invoke, tmp_path: Path) -> None:
+    """Regression: the name was refused only after the files were written, at exit 1.
+
+    Dependency names are compared normalised (PEP 503): `Log.Tool>=1` is the module log_tool.
+    """
+    lesson = lesson_file(tmp_path, BLOCK.replace('"click>=8"', '"click>=8", "Log.Tool>=1"'))
+    project = tmp_path / "project"
+    args = [str(lesson), "--to", str(project), "--name", "log_tool"]
+    assert "dependency" in invoke(graduate.run, *args).assert_usage_error("'--name'")
+    assert not project.exists()
+
+
+def test_a_to_that_cannot_be_made_is_a_usage_error(invoke: Invoke, tmp_path: Path) -> None:
+    """Regression: a --to under a file ended in a traceback (NotADirectoryError)."""
+    (tmp_path / "f").write_text("a file", encoding="utf-8")
+    message = invoke(graduate.run, "--to", str(tmp_path / "f" / "sub")).assert_usage_error("'--to'")
+    assert message.endswith("Not a directory")
 
 
 @pytest.mark.parametrize(
@@ -246,6 +277,9 @@ def test_cli_click_graduates_into_logtool(invoke: Invoke, tmp_path: Path) -> Non
     assert (project / "notes.txt").read_text(encoding="utf-8") == "kept"
     lock = tomllib.loads((project / "uv.lock").read_text(encoding="utf-8"))
     assert lock["options"]["exclude-newer"].startswith("2026-11-20")  # the script's date
+    command = [str(project / ".venv" / "bin" / "logtool"), "--version"]
+    version = subprocess.run(command, capture_output=True, text=True, timeout=60, check=True)
+    assert version.stdout == "logtool, version 0.1.0\n"  # the package's, not the lesson's
 
 
 def test_the_default_run_graduates_starter(runner: ScriptRunner) -> None:
