@@ -174,6 +174,39 @@ bench runs="3":
         ratios = [a / b for a, b in zip(values[mine], values[theirs], strict=True)]
         print(f"  {label}: median {statistics.median(ratios):.3f} of {ratios}")
 
+# Run every lesson's default run in the workshop path's order: a verdict a line, the total at the end.
+tour:
+    #!/usr/bin/env python3
+    import subprocess, sys, time
+    # (lesson, arguments, the exit code its default run ends with). The order is README's path;
+    # link_check, validation and error_groups exit 1 on purpose: their demos hold failures.
+    TOUR = [
+        ("starter", "", 0), ("cli_click", "", 0), ("cli_argparse", "", 0), ("atomic_write", "", 0),
+        ("async_fetch", "", 0), ("async_queue", "", 0), ("async_pagination", "", 0),
+        ("async_cancellation", "", 0), ("async_shutdown", "", 0), ("async_offload", "", 0),
+        ("link_check", "", 1), ("http_client_pools", "", 0), ("process_pool", "", 0),
+        ("retry_client", "", 0), ("retry_after", "", 0), ("retry_jitter", "", 0),
+        ("timeout_order", "", 0), ("fail_safe", "", 0), ("circuit_breaker", "--outage-ms 800", 0),
+        ("error_groups", "", 1), ("validation", "", 1), ("batch_result", "", 0),
+        ("settings", "", 0), ("graduate", "", 0),
+    ]
+    started = time.monotonic()
+    failed = 0
+    for number, (lesson, args, expected) in enumerate(TOUR, start=1):
+        began = time.monotonic()
+        command = ["uv", "run", "--quiet", f"scripts/{lesson}.py", *args.split(), "--json"]
+        if lesson == "graduate":
+            command.remove("--json")
+        done = subprocess.run(command, capture_output=True, text=True, check=False)
+        ok = done.returncode == expected
+        if not ok:
+            failed += 1
+        verdict = "ok" if ok else f"FAILED (exit {done.returncode}, expected {expected})"
+        print(f"{number:2}. {lesson:<20} {time.monotonic() - began:5.1f} s  {verdict}", flush=True)
+    total = time.monotonic() - started
+    print(f"{len(TOUR)} lessons in {total:.0f} s; {failed or 'none'} failed")
+    sys.exit(1 if failed else 0)
+
 # The lessons with their one-line summaries.
 [private]
 lessons:
