@@ -16,6 +16,7 @@ import subprocess
 import sys
 import tomllib
 from importlib.metadata import packages_distributions
+from collections.abc import Callable
 from pathlib import Path
 
 import click
@@ -23,7 +24,7 @@ import pytest
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
-from conftest import ROOT, SCRIPTS_DIR, ScriptRunner, kill_group
+from conftest import ROOT, SCRIPTS_DIR, Invocation, ScriptRunner, kill_group
 
 BLOCK = re.compile(r"(?m)^# /// script\s*$\n(?P<body>(?:^#(?: .*)?$\n)+)^# ///\s*$")
 SECTIONS = ("Pattern:", "When to use:", "When not to:", "Run:", "Try it:")
@@ -256,6 +257,33 @@ def test_float_options_refuse_nan_and_inf(label: str, command: click.Command) ->
                     command.make_context(label, args)
                 assert refused.value.param is param, refused.value
                 assert not math.isfinite(float(text))
+
+
+HELP_SNAPSHOTS = ROOT / "tests" / "help"
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_help_matches_its_snapshot(
+    name: str, invoke: Callable[..., Invocation], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Workshop handouts print each lesson's --help: a change to it must be a reviewed one.
+
+    After changing a lesson's options on purpose: UPDATE_HELP=1 uv run tests/run.py -k help
+    """
+    monkeypatch.setenv("COLUMNS", "80")  # the width click and argparse wrap to, as in CI
+    monkeypatch.setattr(sys, "argv", [f"scripts/{name}.py"])  # the name `uv run` gives it
+    monkeypatch.setattr(sys.modules["__main__"], "__package__", None)  # not pytest's `-m`
+    done = invoke(importlib.import_module(name).run, "--help")
+    assert done.code == 0, done.stderr
+    snapshot = HELP_SNAPSHOTS / f"{name}.txt"
+    if os.environ.get("UPDATE_HELP"):
+        snapshot.write_text(done.stdout, encoding="utf-8")
+    assert snapshot.exists(), f"no snapshot yet: UPDATE_HELP=1 uv run tests/run.py -k {name}"
+    assert done.stdout == snapshot.read_text(encoding="utf-8")
+
+
+def test_every_help_snapshot_belongs_to_a_lesson() -> None:
+    assert sorted(path.stem for path in HELP_SNAPSHOTS.glob("*.txt")) == NAMES
 
 
 CTRL_C_HELPERS = [
