@@ -15,8 +15,8 @@ import signal
 import subprocess
 import sys
 import tomllib
-from importlib.metadata import packages_distributions
 from collections.abc import Callable
+from importlib.metadata import packages_distributions
 from pathlib import Path
 
 import click
