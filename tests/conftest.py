@@ -15,6 +15,7 @@ import subprocess
 import threading
 import time
 import uuid
+import zlib
 from collections.abc import Callable, Generator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -24,6 +25,7 @@ from typing import IO
 
 import asyncpg
 import pytest
+import redis
 import tenacity
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -293,6 +295,26 @@ def postgres_url() -> Generator[str]:
         yield f"{server.rsplit('/', 1)[0]}/{name}"
     finally:
         asyncio.run(_on_postgres(server, f'DROP DATABASE "{name}" WITH (FORCE)'))
+
+
+@pytest.fixture(scope="module")
+def redis_url(request: pytest.FixtureRequest) -> Generator[str]:
+    """A database of its own on the real Redis server that tests/run.py starts, emptied before and
+    after. Each module gets one of the server's 256 (by a hash of its name), so modules on
+    different xdist workers never share keys. Outside CI, without a server, these tests skip."""
+    server = os.environ.get("TEST_REDIS_URL")
+    if not server:
+        if os.environ.get("CI"):
+            pytest.fail("CI tests on Redis, but TEST_REDIS_URL is unset")
+        pytest.skip("no Redis server: run the suite through tests/run.py, which starts one")
+    url = f"{server}/{zlib.crc32(request.module.__name__.encode()) % 256}"
+    client = redis.Redis.from_url(url)
+    client.flushdb()
+    try:
+        yield url
+    finally:
+        client.flushdb()
+        client.close()
 
 
 @pytest.fixture

@@ -19,7 +19,9 @@ exactly on every run, so a dependency removed from a script is removed from it t
 Lessons that take --database-url are tested on a real PostgreSQL server too: unless
 TEST_DATABASE_URL already names one, the harness starts a throwaway server on loopback from the
 PostgreSQL binaries on this machine (Debian's package; .ci/run installs it) and stops it after the
-tests. Without those binaries the PostgreSQL tests skip, except in CI, where they fail.
+tests. Without those binaries the PostgreSQL tests skip, except in CI, where they fail. Lessons
+that take a Redis URL are tested on a real Redis the same way (TEST_REDIS_URL, or a throwaway
+redis-server from Debian's package).
 
 Every process the tests start is measured, the lessons run under `uv run` included (see
 tests/coverage_hook/): after the tests it prints the line coverage of scripts/, and a whole run
@@ -33,6 +35,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import time
 import tomllib
 from collections.abc import Generator
 from contextlib import contextmanager
@@ -119,6 +122,46 @@ def postgres_server() -> Generator[str | None]:
             run_quietly([*pg_ctl, "-m", "fast", "stop"])
 
 
+@contextmanager
+def redis_server() -> Generator[str | None]:
+    """Start a throwaway Redis server on a free loopback port; yield its URL, or None."""
+    if os.environ.get("TEST_REDIS_URL"):
+        yield os.environ["TEST_REDIS_URL"]
+        return
+    program = shutil.which("redis-server")
+    if program is None:
+        yield None
+        return
+    with tempfile.TemporaryDirectory(prefix="service-patterns-redis-") as scratch:
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        # In memory only, and 256 databases so that test modules can each take one of their own.
+        options = ["--bind", "127.0.0.1", "--port", str(port), "--dir", scratch, "--save", ""]
+        options += ["--appendonly", "no", "--databases", "256", "--loglevel", "warning"]
+        server = subprocess.Popen([program, *options], stdout=subprocess.DEVNULL)
+        try:
+            deadline = time.monotonic() + 10.0
+            while not ready(port):
+                if server.poll() is not None or time.monotonic() > deadline:
+                    raise SystemExit("redis-server did not start")
+                time.sleep(0.05)  # the poll's interval
+            yield f"redis://127.0.0.1:{port}"
+        finally:
+            server.terminate()
+            server.wait()
+
+
+def ready(port: int) -> bool:
+    """Whether a Redis server answers PING on this loopback port."""
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=1.0) as connection:
+            connection.sendall(b"PING\r\n")
+            return connection.recv(16).startswith(b"+PONG")
+    except OSError:
+        return False
+
+
 def run_measured(python: Path, pytest_args: list[str]) -> int:
     """Run pytest with line coverage of scripts/ in every process it starts; return its exit code.
 
@@ -156,9 +199,11 @@ def main() -> None:
     if args == ["--env"]:
         print(python)
         return
-    with postgres_server() as database_url:
+    with postgres_server() as database_url, redis_server() as redis_url:
         if database_url is not None:
             os.environ["TEST_DATABASE_URL"] = database_url
+        if redis_url is not None:
+            os.environ["TEST_REDIS_URL"] = redis_url
         code = run_measured(python, args)
     sys.exit(code)
 
