@@ -100,6 +100,8 @@ PAGES = {"/": 200, "/docs": 200, "/blog": 200, "/missing": 404, "/error": 500}
 class DemoPage(BaseHTTPRequestHandler):
     """The demo site: each of PAGES answers with its status, and any other path with a 404."""
 
+    timeout = 1.0  # a connection that never sends its request (a client cut short) is dropped
+
     def do_GET(self) -> None:
         self.send_response(PAGES.get(self.path, 404))
         self.send_header("Content-Length", "0")

@@ -164,6 +164,16 @@ def test_the_demo_site_stops_and_leaves_no_thread_behind() -> None:
             pass
 
 
+def test_a_client_that_never_sends_its_request_cannot_hold_the_demo_site() -> None:
+    """The site answers one connection at a time: a client cut short after connecting (a Ctrl-C)
+    would block it, and its shutdown, for ever; it is dropped after the handler's timeout."""
+    with link_check.demo_site() as links:
+        port = httpx.URL(links[0]).port
+        assert port is not None
+        with socket.create_connection(("127.0.0.1", port)):  # accepted first, and says nothing
+            assert httpx.get(links[0], timeout=5.0).status_code == 200
+
+
 def test_only_the_first_ctrl_c_cancels() -> None:
     """uv passes a second Ctrl-C on: it must not interrupt the clean-up the first one started."""
     cancels: list[int] = []
