@@ -36,6 +36,7 @@ SERVICE_LESSONS = {
     "metrics",
     "tracing",
     "jobs_api",
+    "job_queue",  # split from jobs_api: the queue, its workers and the kill-and-verify run
     "celery_pipeline",
 }
 MAX_SERVICE_LINES = 450
