@@ -7,6 +7,7 @@ lesson is held to it without a new test of its own.
 
 import ast
 import asyncio
+import functools
 import importlib
 import math
 import os
@@ -16,7 +17,7 @@ import subprocess
 import sys
 import tomllib
 from collections.abc import Callable
-from importlib.metadata import packages_distributions
+from importlib.metadata import distributions, packages_distributions
 from pathlib import Path
 
 import click
@@ -58,20 +59,48 @@ def declared(path: Path) -> set[str]:
     return {canonicalize_name(Requirement(dep).name) for dep in read_block(path)["dependencies"]}
 
 
+@functools.cache
+def module_owners() -> dict[str, set[str]]:
+    """Every installed Python module by dotted name, with the distributions that ship its file."""
+    owners: dict[str, set[str]] = {}
+    for dist in distributions():
+        for file in dist.files or []:
+            if file.suffix != ".py":
+                continue
+            parts = file.with_suffix("").parts
+            if parts[-1] == "__init__":
+                parts = parts[:-1]
+            owners.setdefault(".".join(parts), set()).add(canonicalize_name(dist.name))
+    return owners
+
+
+def providers(module: str) -> set[str]:
+    """The distributions that provide `module`: those shipping the deepest part of its dotted
+    path. A namespace package (opentelemetry) is shared by many; its submodules are not."""
+    parts = module.split(".")
+    for depth in range(len(parts), 0, -1):
+        found = module_owners().get(".".join(parts[:depth]))
+        if found:
+            return found
+    return {canonicalize_name(dist) for dist in packages_distributions().get(parts[0], [])}
+
+
 def imported_distributions(path: Path) -> set[str]:
     """Canonical names of the distributions that provide the script's third-party imports."""
     tree = ast.parse(path.read_text(encoding="utf-8"))
     modules: set[str] = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
-            modules.update(alias.name.partition(".")[0] for alias in node.names)
+            modules.update(alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-            modules.add(node.module.partition(".")[0])
-    third_party = modules - set(sys.stdlib_module_names) - {"__future__"}
-    providers = packages_distributions()
-    missing = sorted(module for module in third_party if module not in providers)
+            # `from a import b`: b may be a module of its own (from opentelemetry import trace)
+            modules.update(f"{node.module}.{alias.name}" for alias in node.names)
+    stdlib = set(sys.stdlib_module_names) | {"__future__"}
+    third_party = {module for module in modules if module.partition(".")[0] not in stdlib}
+    found = {module: providers(module) for module in third_party}
+    missing = sorted(module for module, dists in found.items() if not dists)
     assert not missing, f"{path.name} imports {missing}, which no installed distribution provides"
-    return {canonicalize_name(dist) for module in third_party for dist in providers[module]}
+    return set().union(*found.values())
 
 
 def docstring(path: Path) -> str:
