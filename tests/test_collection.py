@@ -34,6 +34,8 @@ MAX_LINES = 300
 SERVICE_LESSONS = {
     "fastapi_service",
     "structured_logging",
+    "correlation_id",  # split from structured_logging: the ID across a request and two services
+    "observability_overhead",  # the cost of logging, metrics and tracing, side by side
     "metrics",
     "tracing",
     "jobs_api",
