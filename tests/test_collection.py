@@ -38,9 +38,11 @@ SERVICE_LESSONS = {
     "observability_overhead",  # the cost of logging, metrics and tracing, side by side
     "metrics",
     "tracing",
+    "trace_sampling",  # split from tracing: ratio sampling of whole traces, batch export
     "jobs_api",
     "job_queue",  # split from jobs_api: the queue, its workers and the kill-and-verify run
     "celery_pipeline",
+    "celery_workflows",  # split from celery_pipeline: chain, group and chord on a real worker
 }
 MAX_SERVICE_LINES = 450
 PATTERN_LINES = 6  # the Pattern paragraph of the docstring: what it is and why it works
