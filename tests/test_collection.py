@@ -42,6 +42,7 @@ SERVICE_LESSONS = {
     "jobs_api",
     "job_queue",  # split from jobs_api: the queue, its workers and the kill-and-verify run
     "celery_pipeline",
+    "celery_redelivery",  # split from celery_pipeline: late acks and a killed worker, survived
     "celery_workflows",  # split from celery_pipeline: chain, group and chord on a real worker
 }
 MAX_SERVICE_LINES = 450
