@@ -21,8 +21,7 @@ Try it:        serve, then curl with -H 'X-Correlation-ID: mine': both services 
                curl with -H 'X-Correlation-ID: two words': refused (a WARNING), a new ID instead.
                --requests 5000: a longer run, 20 requests in flight, still no line without its ID.
 
-What the ID costs: a header lookup, a regex, a uuid4, a contextvar bound and reset per request.
-The lines' own cost is explained in structured_logging.py, measured in observability_overhead.py.
+What the ID costs: a header lookup, a regex, a uuid4, a contextvar set and reset per request.
 """
 
 import asyncio
@@ -57,8 +56,8 @@ log = structlog.get_logger()
 
 
 def configure_logging(stream: TextIO, level: int = logging.INFO) -> None:
-    """Send structlog's lines and stdlib's (uvicorn's, httpx's) to `stream` as JSON lines, each
-    with the contextvars bound where it was logged (the correlation ID)."""
+    """JSON lines to `stream` from structlog and stdlib (uvicorn, httpx) alike, each with the
+    contextvars bound where it was logged. Call it once, at start-up: loggers cache it."""
     shared = [
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,
@@ -202,6 +201,12 @@ def create_service_a(b_url: str, transport: httpx.AsyncBaseTransport | None = No
 
 
 # --- Demo plumbing: both services in child processes, logging to files ----------------------------
+class Server(uvicorn.Server):
+    def handle_exit(self, sig: int, frame: Any) -> None:
+        if not self.should_exit:  # a second signal (uv passes Ctrl-C on) would skip the shutdown
+            super().handle_exit(sig, frame)
+
+
 def serve_child(sock: socket.socket, app: Any, log_path: Path | None) -> None:
     for signum in (signal.SIGINT, signal.SIGTERM):  # uvicorn handles these, then re-raises them:
         signal.signal(signum, signal.SIG_IGN)  # ignored then, so the child exits 0
@@ -209,7 +214,7 @@ def serve_child(sock: socket.socket, app: Any, log_path: Path | None) -> None:
     configure_logging(stream)
     logging.getLogger("uvicorn.error").setLevel(logging.WARNING)  # start/stop: in no request
     config = uvicorn.Config(app, log_config=None, access_log=False, timeout_graceful_shutdown=1)
-    uvicorn.Server(config).run(sockets=[sock])
+    Server(config).run(sockets=[sock])
 
 
 @contextmanager
@@ -248,7 +253,6 @@ class Sent:
 @dataclass
 class Run:
     sent: list[Sent] = field(default_factory=list)  # in the order the answers came
-    interrupted: bool = False
 
 
 HEADERS = [ID_HEADER, "X-Request-ID", ""]  # request i sends HEADERS[i % 3]; "" sends none
@@ -402,11 +406,9 @@ def cli(ctx: click.Context, requests: int, as_json: bool) -> None:
         ):
             try:
                 asyncio.run(drive(a_url, requests, run, show=not as_json))
-            except asyncio.CancelledError:  # by Ctrl-C
-                run.interrupted = True
-        if run.interrupted:
-            done = f"{len(run.sent)} of {requests} requests answered"
-            raise click.Abort(f"interrupted: {done}; servers stopped")
+            except asyncio.CancelledError as err:  # by Ctrl-C; the servers stop on the way out
+                done = f"{len(run.sent)} of {requests} requests answered"
+                raise click.Abort(f"interrupted: {done}; servers stopped") from err
         lines = read_lines(a_log) + read_lines(b_log)
     ctx.exit(report(run, len(lines), audit(lines, run), as_json))
 
@@ -419,13 +421,11 @@ def serve(host: str, port: int) -> None:
     with server(create_service_b()) as b_url:
         click.echo(f"curl -i -H '{ID_HEADER}: mine' http://{host}:{port}/items/7", err=True)
         configure_logging(sys.stderr)
-        config = uvicorn.Config(
-            create_service_a(b_url), host=host, port=port, log_config=None, access_log=False
-        )
-        try:
-            uvicorn.Server(config).run()  # not uvicorn.run(), which turns Ctrl-C into exit 0
-        finally:
-            signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut B's stop
+        app = create_service_a(b_url)
+        config = uvicorn.Config(app, host=host, port=port, log_config=None, access_log=False)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # uvicorn takes Ctrl-C; later ones: ignored
+        Server(config).run()  # returns once a signal stopped it (its re-raise is ignored)
+    raise click.Abort
 
 
 def run(argv: Sequence[str] | None = None) -> int:

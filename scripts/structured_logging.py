@@ -17,18 +17,15 @@ When not to:   A script that logs a dozen lines (logging.basicConfig is enough);
                services (correlation_id.py); rates and error ratios (metrics.py).
 Run:           uv run scripts/structured_logging.py
                uv run scripts/structured_logging.py serve --port 8000   (then the curl it prints)
-Try it:        serve: console lines on a terminal; serve 2>&1 | cat: JSON (stderr is no TTY).
-               LOG_FORMAT=console uv run scripts/structured_logging.py serve 2>&1 | cat: the flag
-               wins over the TTY guess. curl .../items/6: one ERROR line with a plain traceback.
-               --requests 5000: the same levels over a longer run.
+Try it:        serve 2>&1 | cat: JSON lines, as stderr is no terminal (on one: console lines).
+               LOG_FORMAT=console uv run scripts/structured_logging.py serve 2>&1 | cat: console.
+               serve, then curl .../items/6: one ERROR line, its traceback plain (no locals).
+               --requests 5000: the same level for each outcome over a longer run.
 
-What the logging costs (figures next to Prometheus's and OpenTelemetry's on one plain app:
-observability_overhead.py): each line runs the processors (merge the contextvars, add level and
-time, json.dumps) and one write() with a flush. The app's own lines take structlog's native path
-(WriteLogger behind make_filtering_bound_logger: a filtered level is a no-op call), ~10 us a
-line here; stdlib's (uvicorn's, httpx's) take ProcessorFormatter, ~50 us a line (a LogRecord, a
-formatter, a handler lock). So the app logs through structlog, and uvicorn's access log is off
-(the middleware writes that line).
+What the logging costs (measured in observability_overhead.py): each line runs the processors
+(contextvars, level, time, json.dumps) and one write() with a flush: ~10 us on structlog's native
+path (WriteLogger; a filtered level is a no-op call), ~50 us through stdlib's ProcessorFormatter
+(a LogRecord, a formatter, a lock). So the app logs through structlog; uvicorn's access log is off.
 """
 
 import asyncio
@@ -69,7 +66,8 @@ def name_the_app(logger: WrappedLogger, method: str, event_dict: EventDict) -> E
 
 def configure_logging(stream: TextIO, level: int = logging.INFO, console: bool = False) -> None:
     """Send structlog's lines and stdlib's (uvicorn's, httpx's) to `stream` in one format: JSON
-    lines, or structlog's readable console form. Both merge the bound contextvars."""
+    lines, or structlog's readable console form. Both merge the bound contextvars. Call it once,
+    at start-up: a structlog logger keeps the configuration it was first used with."""
     shared = [
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,
@@ -192,12 +190,18 @@ def create_app(rates_url: str, transport: httpx.AsyncBaseTransport | None = None
 
 
 # --- Demo plumbing: the app in a child process, logging to a file ---------------------------------
+class Server(uvicorn.Server):
+    def handle_exit(self, sig: int, frame: Any) -> None:
+        if not self.should_exit:  # a second signal (uv passes Ctrl-C on) would skip the shutdown
+            super().handle_exit(sig, frame)
+
+
 def serve_child(sock: socket.socket, app: Any, log_path: Path) -> None:
     for signum in (signal.SIGINT, signal.SIGTERM):  # uvicorn handles these, then re-raises them:
         signal.signal(signum, signal.SIG_IGN)  # ignored then, so the child exits 0
     configure_logging(log_path.open("a", encoding="utf-8"))
     config = uvicorn.Config(app, log_config=None, access_log=False, timeout_graceful_shutdown=1)
-    uvicorn.Server(config).run(sockets=[sock])
+    Server(config).run(sockets=[sock])
 
 
 @contextmanager
@@ -241,7 +245,6 @@ IN_FLIGHT = 5  # requests at once: the bound path keeps each line with its reque
 @dataclass
 class Run:
     statuses: dict[int, int] = field(default_factory=dict)  # item -> the status it got
-    interrupted: bool = False
 
 
 async def session(
@@ -371,8 +374,7 @@ def report(found: Audit, as_json: bool) -> int:
     for check in found.checks:
         mark = "  FAILED" if check in failed else ""
         table.add_row(check.shows, check.result, f"{check.expected}{mark}")
-    by_level = found.figures["lines_by_level"]
-    levels = ", ".join(f"{n} {level}" for level, n in by_level.items())
+    levels = ", ".join(f"{n} {level}" for level, n in found.figures["lines_by_level"].items())
     said = f"{found.figures['lines']} lines ({levels}) from {found.figures['requests']} requests"
     Console().print(table, said)
     return 1 if failed else 0
@@ -398,11 +400,9 @@ def cli(ctx: click.Context, requests: int, as_json: bool) -> None:
         with server(create_app, log_path) as url:  # the app calls its own /rates route
             try:
                 asyncio.run(drive(url, requests, run, show=not as_json))
-            except asyncio.CancelledError:  # by Ctrl-C
-                run.interrupted = True
-        if run.interrupted:
-            done = f"{len(run.statuses)} of {requests} requests answered"
-            raise click.Abort(f"interrupted: {done}; server stopped")
+            except asyncio.CancelledError as err:  # by Ctrl-C; the server stops on the way out
+                done = f"{len(run.statuses)} of {requests} requests answered"
+                raise click.Abort(f"interrupted: {done}; server stopped") from err
         found = audit(read_lines(log_path), run)
     ctx.exit(report(found, as_json))
 
@@ -425,7 +425,7 @@ def serve(host: str, port: int, log_format: str) -> None:
     click.echo(f"curl -i http://{host}:{port}/items/4   (then 9, 8, 6)", err=True)
     app = create_app(f"http://{host}:{port}")  # its rates route, on itself
     config = uvicorn.Config(app, host=host, port=port, log_config=None, access_log=False)
-    uvicorn.Server(config).run()  # not uvicorn.run(), which turns Ctrl-C into exit 0
+    Server(config).run()  # not uvicorn.run(), which turns Ctrl-C into exit 0
 
 
 def run(argv: Sequence[str] | None = None) -> int:

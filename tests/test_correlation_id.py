@@ -11,6 +11,7 @@ import io
 import json
 import logging
 import re
+import signal
 import socket
 from collections.abc import AsyncGenerator, Callable, Generator
 from contextlib import asynccontextmanager
@@ -21,6 +22,7 @@ import click
 import httpx
 import pytest
 import structlog
+import uvicorn
 
 import correlation_id as lesson
 from conftest import INTERRUPT_DEADLINE_S, Invocation, ScriptRunner
@@ -80,14 +82,14 @@ def demo_traffic(requests: int) -> lesson.Run:
 
 
 def test_every_line_carries_its_requests_id_and_none_mix(lines: Lines) -> None:
-    run = demo_traffic(30)  # 20 requests at once: their lines interleave in one stream
+    run = demo_traffic(60)  # 20 requests at once: their lines interleave in one stream
     found = lines()
     checks = lesson.audit(found, run)
     assert {n: (c.result, c.expected) for n, c in checks.items() if c.result != c.expected} == {}
-    assert checks["traced"].result == 30
+    assert checks["traced"].result == 60
     assert checks["ids_mixed"].result == 0
     assert checks["lines_without_id"].result == 0
-    assert len({line["correlation_id"] for line in found}) == 30  # one per request
+    assert len({line["correlation_id"] for line in found}) == 60  # one per request
     assert {line["service"] for line in found} == {"a", "b"}
     assert any(line.get("logger") == "httpx" for line in found)  # stdlib lines are checked too
 
@@ -116,11 +118,11 @@ async def get(path: str, headers: dict[str, Any] | None = None) -> httpx.Respons
 
 
 def test_one_request_leaves_its_id_on_every_line_in_a_and_b(lines: Lines) -> None:
-    response = asyncio.run(get("/items/3", {"X-Request-ID": "trail-3"}))
+    response = asyncio.run(get("/items/3", {"X-Correlation-ID": "mine"}))
     assert response.status_code == 200
-    assert response.headers["X-Correlation-ID"] == "trail-3"
+    assert response.headers["X-Correlation-ID"] == "mine"
     found = lines()
-    assert {line["correlation_id"] for line in found} == {"trail-3"}
+    assert {line["correlation_id"] for line in found} == {"mine"}
     events = {(line["service"], line["event"]) for line in found}
     assert ("a", "priced in a thread") in events  # asyncio.to_thread
     assert ("a", "view recorded") in events  # the background task, after the answer
@@ -238,6 +240,16 @@ def test_the_report_fails_on_any_failed_check(capsys: pytest.CaptureFixture[str]
     out = capsys.readouterr().out
     assert "FAILED" in out
     assert "10 lines checked, from 2 requests" in out
+
+
+def test_a_second_signal_does_not_force_the_exit() -> None:
+    """uv passes a Ctrl-C on to the script: a second SIGINT. With uvicorn's own Server it forces
+    the exit, which skips the app's shutdown and logs the lifespan's cancellation as an ERROR."""
+    server = lesson.Server(uvicorn.Config(lesson.create_service_b()))
+    server.handle_exit(signal.SIGINT, None)
+    server.handle_exit(signal.SIGINT, None)
+    assert server.should_exit
+    assert not server.force_exit
 
 
 @pytest.mark.parametrize(

@@ -158,10 +158,29 @@ def test_a_job_that_kills_its_worker_every_time_is_dead_lettered(
     assert queue.claim() is None  # its last lease expired too: dead, not claimed again
     dead = queue.get(job.id)
     assert (dead.state, dead.attempts) == ("dead", MAX_ATTEMPTS)
-    assert dead.error == "its lease expired on every attempt"
+    assert dead.error == "its lease expired every time"
     assert rows(queue, "SELECT job_id, attempts FROM dead_letters") == [(job.id, MAX_ATTEMPTS)]
     clock.now += LEASE_S
     assert queue.claim() is None
+
+
+def test_a_stalled_worker_cannot_complete_a_job_buried_under_it(
+    queue: job_queue.JobQueue, clock: FakeClock
+) -> None:
+    """The last lease expires and the job is dead-lettered; its worker was only slow, not dead:
+    its late answer must not turn a dead job into a succeeded one with an effect."""
+    job = queue.submit("task", {"n": 1})
+    claims = []
+    for _ in range(MAX_ATTEMPTS):
+        claims.append(queue.claim())
+        clock.now += LEASE_S
+    assert queue.claim() is None  # buried
+    last = claims[-1]
+    assert last is not None
+    assert queue.complete(last, {"late": True}) is False
+    assert queue.fail(last, "late", transient=True) == "lost"
+    assert queue.get(job.id).state == "dead"
+    assert rows(queue, "SELECT count(*) FROM effects") == [(0,)]
 
 
 def test_a_dead_job_is_requeued_by_a_retry(queue: job_queue.JobQueue) -> None:

@@ -10,6 +10,7 @@ import io
 import json
 import logging
 import re
+import signal
 import socket
 from collections.abc import Callable, Generator
 from typing import Any
@@ -17,6 +18,7 @@ from typing import Any
 import httpx
 import pytest
 import structlog
+import uvicorn
 
 import structured_logging as lesson
 from conftest import INTERRUPT_DEADLINE_S, Invocation, ScriptRunner
@@ -65,14 +67,32 @@ def demo_traffic(requests: int) -> lesson.Run:
 
 
 def test_every_outcome_logs_at_its_level_and_no_expected_one_at_error(lines: Lines) -> None:
-    run = demo_traffic(20)
+    run = demo_traffic(50)  # more than the default's 20: the Try-it's longer run, scaled down
     found = lesson.audit(lines(), run)
     failed = [c for c in found.checks if c.result != c.expected and "uvicorn" not in c.shows]
     assert failed == []  # uvicorn's lines come only from a real server (the --json run)
     assert found.figures["errors_for_expected"] == 0
-    assert found.figures["lines_by_level"]["error"] == 4  # the four crashes, one line each
+    assert found.figures["lines_by_level"]["error"] == 10  # the ten crashes, one line each
     statuses = sorted(run.statuses.values())
-    assert statuses == [200] * 12 + [404] * 4 + [500] * 4
+    assert statuses == [200] * 30 + [404] * 10 + [500] * 10
+
+
+def test_a_crash_is_one_error_line_with_a_plain_traceback(lines: Lines) -> None:
+    async def crash() -> httpx.Response:
+        app = lesson.create_app("http://app")
+        async with app.router.lifespan_context(app):
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://app") as client:
+                return await client.get("/items/6")
+
+    assert asyncio.run(crash()).status_code == 500
+    errors = [line for line in lines() if line["level"] == "error"]
+    assert len(errors) == 1
+    assert errors[0]["path"] == "/items/6"
+    trace = errors[0]["exception"]
+    assert trace.startswith("Traceback (most recent call last):")
+    assert trace.rstrip().endswith("RuntimeError: a deliberate bug")
+    assert "request =" not in trace  # frames' locals are not printed
 
 
 def test_the_audit_finds_an_error_for_an_expected_outcome_and_a_bad_line() -> None:
@@ -140,6 +160,16 @@ def test_a_crash_after_the_answer_began_is_raised_and_logged(lines: Lines) -> No
     with pytest.raises(RuntimeError, match="half an answer"):
         asyncio.run(middleware(scope, None, send))
     assert [(line["level"], line["path"]) for line in lines()] == [("error", "/x")]
+
+
+def test_a_second_signal_does_not_force_the_exit() -> None:
+    """uv passes a Ctrl-C on to the script: a second SIGINT. With uvicorn's own Server it forces
+    the exit, which skips the app's shutdown and logs the lifespan's cancellation as an ERROR."""
+    server = lesson.Server(uvicorn.Config(lesson.create_app("http://x")))
+    server.handle_exit(signal.SIGINT, None)
+    server.handle_exit(signal.SIGINT, None)
+    assert server.should_exit
+    assert not server.force_exit
 
 
 @pytest.mark.parametrize(

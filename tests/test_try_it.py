@@ -20,6 +20,7 @@ import json
 import logging
 import os
 import re
+import signal
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -325,6 +326,21 @@ def httpx_models_cost_beside_raw_aiohttp(lab: Lab) -> None:
     assert ours > done["clients/aiohttp/cpu_ms_per_request"]
 
 
+# job_queue.py
+
+
+def a_short_run_reaches_the_same_verdict(lab: Lab) -> None:
+    saved = signal.getsignal(signal.SIGINT)  # the run installs its own Ctrl-C handler
+    try:
+        done = lab.run("--jobs", "10", "--lease-ms", "100")
+    finally:
+        signal.signal(signal.SIGINT, saved)
+    assert done.code == 0, done.stderr
+    assert (done["lost"], done["duplicate_effects"]) == (0, 0)
+    assert (done["submitted"], done["unique_jobs"]) == (13, 10)  # jobs 0, 4 and 8 sent twice
+    assert (done["succeeded"], done["dead"]) == (8, 2)  # job 9 poison, job 7 failing for ever
+
+
 # link_check.py
 
 
@@ -469,6 +485,40 @@ def a_word_is_named_by_its_line(lab: Lab) -> None:
     assert "slow" in message
 
 
+# structured_logging.py
+
+
+def the_log_format_setting_beats_the_terminal_guess(lab: Lab) -> None:
+    """serve, its stderr no terminal (captured): JSON lines, or console ones with LOG_FORMAT.
+    Only uvicorn's run() is replaced, by one line of uvicorn's: the choice and the pipeline run."""
+    lesson = importlib.import_module("structured_logging")
+    monkeypatch: pytest.MonkeyPatch = lab.request.getfixturevalue("monkeypatch")
+
+    def one_line(server: Any, sockets: Any = None) -> None:
+        logging.getLogger("uvicorn.error").info("Application startup complete.")
+
+    monkeypatch.setattr(lesson.uvicorn.Server, "run", one_line)
+    saved = lesson.structlog.get_config()
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    said = {}
+    try:
+        for setting in ("", "console"):  # "": not set, so auto
+            monkeypatch.setenv("LOG_FORMAT", setting)
+            if not setting:
+                monkeypatch.delenv("LOG_FORMAT")
+            done = lab.invoke(lesson.run, "serve", "--port", "8000")
+            assert done.code == 0, done.stderr
+            [said[setting]] = [t for t in done.stderr.splitlines() if "startup complete" in t]
+    finally:
+        lesson.structlog.configure(**saved)
+        root.handlers = handlers
+        root.setLevel(level)
+    assert json.loads(said[""])["logger"] == "uvicorn.error"  # no terminal: JSON
+    assert not said["console"].lstrip().startswith("{")  # the setting wins: console
+    assert "uvicorn.error" in said["console"]
+
+
 # timeout_order.py
 
 
@@ -507,6 +557,28 @@ def outside_fails_later_inside_answers_later(base: Run, varied: Run) -> None:
         assert inside(varied, mode)["outcome"] == "answer"  # answers ...
         later = inside(varied, mode)["elapsed_s"] - inside(base, mode)["elapsed_s"]
         assert later > added / 2, (later, added)  # ... later too
+
+
+# trace_sampling.py
+
+
+def no_trace_and_still_ok(lab: Lab) -> None:
+    done = lab.run("--requests", "20", "--sample-ratio", "0")
+    assert done.code == 0, done.stderr
+    assert (done["traces"], done["spans"], done["ok"]) == (0, 0, True)
+
+
+def every_request_traced_three_spans_each(lab: Lab) -> None:
+    done = lab.run("--requests", "20", "--sample-ratio", "1")
+    assert done.code == 0, done.stderr
+    assert (done["traces"], done["spans_per_trace"], done["partial"]) == (20, 3.0, 0)
+
+
+def about_the_ratio_kept_and_never_partial(lab: Lab) -> None:
+    done = lab.run("--requests", "200", "--sample-ratio", "0.3")
+    assert done.code == 0, done.stderr
+    assert done["partial"] == 0
+    assert 0.15 <= done["kept"] <= 0.45, done["kept"]  # 60 +- 6.5 of 200: a generous bound
 
 
 # validation.py
@@ -666,6 +738,21 @@ EXPERIMENTS: list[Experiment] = [
         "cli_click", "ACCESSLOG_EXCLUDE=/healthz", check=the_environment_excludes_health_checks
     ),
     Experiment(
+        "correlation_id",
+        "-H 'X-Correlation-ID: mine': both services log",
+        proven_by="test_correlation_id.py::test_one_request_leaves_its_id_on_every_line_in_a_and_b",
+    ),
+    Experiment(
+        "correlation_id",
+        "-H 'X-Correlation-ID: two words': refused",
+        proven_by="test_correlation_id.py::test_a_bad_id_is_replaced_and_never_logged",
+    ),
+    Experiment(
+        "correlation_id",
+        "--requests 5000: a longer run, 20 requests in flight",
+        proven_by="test_correlation_id.py::test_every_line_carries_its_requests_id_and_none_mix",
+    ),
+    Experiment(
         "error_groups",
         "--missing 0 --malformed 0 --slow 0 --down 0",
         baseline=("--slow", "0"),
@@ -756,6 +843,16 @@ EXPERIMENTS: list[Experiment] = [
         "http_client_pools",
         "--requests 5000 --concurrency 500 --client",
         check=httpx_models_cost_beside_raw_aiohttp,
+    ),
+    Experiment(
+        "job_queue",
+        "--jobs 10 --lease-ms 100: a short run",
+        check=a_short_run_reaches_the_same_verdict,
+    ),
+    Experiment(
+        "job_queue",
+        "--lease-ms 3000: the killed worker's job waits 3 s",
+        proven_by="test_job_queue.py::test_an_expired_lease_redelivers_the_job",
     ),
     Experiment(
         "link_check",
@@ -861,6 +958,26 @@ EXPERIMENTS: list[Experiment] = [
     ),
     Experiment("starter", "--input a file with a word in it", check=a_word_is_named_by_its_line),
     Experiment(
+        "structured_logging",
+        "serve 2>&1 | cat: JSON lines, as stderr is no terminal",
+        proven_by="test_structured_logging.py::test_serve_logs_json_when_not_a_tty_and_stops_on_ctrl_c",
+    ),
+    Experiment(
+        "structured_logging",
+        "LOG_FORMAT=console uv run",
+        check=the_log_format_setting_beats_the_terminal_guess,
+    ),
+    Experiment(
+        "structured_logging",
+        "curl .../items/6: one ERROR line",
+        proven_by="test_structured_logging.py::test_a_crash_is_one_error_line_with_a_plain_traceback",
+    ),
+    Experiment(
+        "structured_logging",
+        "--requests 5000: the same level for each outcome",
+        proven_by="test_structured_logging.py::test_every_outcome_logs_at_its_level_and_no_expected_one_at_error",
+    ),
+    Experiment(
         "timeout_order",
         "Default: inside answers on attempt 2",
         check=inside_answers_outside_spends_its_budget,
@@ -871,6 +988,22 @@ EXPERIMENTS: list[Experiment] = [
         baseline=("--timeout-ms", "50"),
         varied=("--timeout-ms", "300"),
         also=outside_fails_later_inside_answers_later,
+    ),
+    Experiment("trace_sampling", "--sample-ratio 0: traces 0", check=no_trace_and_still_ok),
+    Experiment(
+        "trace_sampling",
+        "--sample-ratio 1: traces equals requests",
+        check=every_request_traced_three_spans_each,
+    ),
+    Experiment(
+        "trace_sampling",
+        "--sample-ratio 0.3 --requests 1000: kept near 0.3",
+        check=about_the_ratio_kept_and_never_partial,
+    ),
+    Experiment(
+        "trace_sampling",
+        "--otlp-endpoint http://127.0.0.1:9 (nothing listens)",
+        proven_by="test_trace_sampling.py::test_a_dead_collector_loses_batches_not_requests",
     ),
     Experiment(
         "validation",
@@ -888,6 +1021,38 @@ EXPERIMENTS: list[Experiment] = [
         codes=(0, 1),
         effects=[more("invalid"), more("errors")],
         also=every_error_listed,
+    ),
+    # celery_pipeline.py, celery_redelivery.py, celery_workflows.py: each needs a real worker
+    # process, which their own modules already start (at most 3 each); they prove these claims.
+    Experiment(
+        "celery_pipeline",
+        "--round-trips 200: the p50 of one task there and back",
+        proven_by="test_celery_pipeline.py::test_default_run_json",
+    ),
+    Experiment(
+        "celery_pipeline",
+        "--broker redis://... --backend redis://...: the same checks on Redis",
+        proven_by="test_celery_pipeline.py::test_the_whole_demo_on_redis",
+    ),
+    Experiment(
+        "celery_redelivery",
+        "--broker redis://... --backend redis://...: the whole worker killed, then restarted",
+        proven_by="test_celery_redelivery.py::test_a_killed_worker_is_restarted_and_redis_redelivers",
+    ),
+    Experiment(
+        "celery_redelivery",
+        "--task-seconds 2.5: the kill still lands mid-task",
+        proven_by="test_celery_redelivery.py::test_default_run_json",
+    ),
+    Experiment(
+        "celery_workflows",
+        "--chord 500: tasks/s for the broker in use",
+        proven_by="test_celery_workflows.py::test_default_run_json",
+    ),
+    Experiment(
+        "celery_workflows",
+        "--chord 1: the chord's fixed cost",
+        proven_by="test_celery_workflows.py::test_default_run_json",
     ),
 ]
 
