@@ -1054,6 +1054,8 @@ EXPERIMENTS: list[Experiment] = [
         "--chord 1: the chord's fixed cost",
         proven_by="test_celery_workflows.py::test_default_run_json",
     ),
+    # metrics, latency_histograms, observability_overhead
+    # tracing, jobs_api
 ]
 
 
