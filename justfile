@@ -138,6 +138,18 @@ bench runs="3":
             "--missing 0 --malformed 0 --slow 0 --down 0 --good 50",
             ["ok", "elapsed_s"],
         ),
+        ("correlation_id", "--requests 300", ["lines_without_id", "ids_mixed"]),
+        ("metrics", "--ids 3000", ["series", "series_raw_path"]),
+        ("latency_histograms", "", ["p95_hist_ms", "p95_true_ms"]),
+        ("trace_sampling", "--requests 400", ["kept", "partial"]),
+        (
+            "observability_overhead",
+            "--requests 2000 --rounds 7",
+            ["extra_us.logging", "extra_us.metrics", "extra_us.tracing"],
+        ),
+        ("job_queue", "--jobs 100", ["jobs_per_s", "lost", "duplicate_effects"]),
+        ("celery_pipeline", "", ["roundtrip_p50_ms", "retried", "dead_lettered"]),
+        ("celery_workflows", "--chord 200", ["tasks_per_s"]),
     ]
     # Figures set side by side, run by run: (label, (scenario index, figure), (index, figure)).
     VERSUS = [
@@ -188,7 +200,11 @@ tour:
         ("retry_client", "", 0), ("retry_after", "", 0), ("retry_jitter", "", 0),
         ("timeout_order", "", 0), ("fail_safe", "", 0), ("circuit_breaker", "--outage-ms 800", 0),
         ("error_groups", "", 1), ("validation", "", 1), ("batch_result", "", 0),
-        ("settings", "", 0), ("graduate", "", 0),
+        ("settings", "", 0), ("structured_logging", "", 0), ("correlation_id", "", 0),
+        ("metrics", "", 0), ("latency_histograms", "", 0), ("tracing", "", 0),
+        ("trace_sampling", "", 0), ("observability_overhead", "", 0), ("job_queue", "", 0),
+        ("jobs_api", "", 0), ("celery_pipeline", "", 0), ("celery_redelivery", "", 0),
+        ("celery_workflows", "", 0), ("graduate", "", 0),
     ]
     started = time.monotonic()
     failed = 0
