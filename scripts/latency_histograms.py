@@ -63,7 +63,7 @@ def histogram_quantile(q: float, buckets: Sequence[tuple[float, float]]) -> floa
     if not buckets or not math.isinf(buckets[-1][0]):
         raise ValueError("the last bucket must be +Inf")
     total = buckets[-1][1]
-    if total == 0:
+    if total == 0 or len(buckets) < 2:  # no observation, or no finite bound to say where they are
         return math.nan
     rank = q * total
     lower = 0.0
@@ -202,7 +202,9 @@ class FiniteFloat(click.FloatRange):
 
 
 @click.command(context_settings={"show_default": True})
-@click.option("--samples", type=click.IntRange(1, 1_000_000), default=20_000, help="Latencies.")
+@click.option(
+    "--samples", type=click.IntRange(1, 1_000_000), default=20_000, help="Latencies to draw."
+)
 @click.option(
     "--slow-percent",
     type=FiniteFloat(0, 100),

@@ -22,8 +22,8 @@ Try it:        --ids 3000: templates keep the same series; raw paths grow with e
                --raw-path-labels --ids 3000: the service's own /metrics now holds thousands of
                series, and the "route label values" check fails: what a dashboard would pay.
 
-Overhead: two perf_counter() calls, a wrapper around `send`, three labels() lookups (a lock and
-a dict each), the bucket search and the gauge's inc/dec: tens of microseconds a request, measured
+Overhead: two perf_counter() calls, a wrapper around `send`, two labels() lookups (a lock and a
+dict each; a 5xx, three), the bucket search and the gauge's inc/dec: tens of µs a request, measured
 by scripts/observability_overhead.py. Percentiles estimated from the histogram next to the true
 ones, and how the bucket layout decides their error: scripts/latency_histograms.py.
 Several worker processes (uvicorn --workers, gunicorn) each count alone, and a scrape reaches
@@ -373,9 +373,7 @@ def report(run: Run, raw_path_labels: bool, as_json: bool) -> int:
     table = Table("check", "result", "expected", "what it shows", title="What the scrape says")
     for name, result, expected, shows, passed in checks:
         table.add_row(name, str(result), f"{expected}{'' if passed else '  FAILED'}", shows)
-    title = (
-        "The same traffic, seen by /metrics and by the client (its timings include its own delays)"
-    )
+    title = "The same traffic, counted by /metrics and by the client, over the client's time"
     numbers = Table("figure", "from /metrics", "from the client", title=title)
     numbers.add_row("rate, req/s", f"{counted / run.window_s:.1f}", f"{sent / run.window_s:.1f}")
     numbers.add_row("error ratio", f"{errors / counted:.3f}", f"{run.server_errors / sent:.3f}")

@@ -8,7 +8,7 @@
 # ///
 """What logging, metrics and tracing each cost a request: one plain app, three instrumented twins.
 
-Pattern:       Each instrumentation exactly as its lesson writes it (correlation_id.py's JSON
+Pattern:       Each instrumentation as its lesson writes it (correlation_id.py's JSON
                pipeline and pure ASGI correlation-ID middleware, metrics.py's RED middleware,
                tracing.py's provider and FastAPI instrumentation) wraps the same bare endpoint.
                Each app is called in-process as uvicorn calls it (scope, receive, send), in
@@ -18,22 +18,20 @@ When not to:   To judge a real endpoint: with database work each costs under 20%
                endpoint); comparing machines (the figures are bounded by this one's cores).
 Run:           uv run scripts/observability_overhead.py
                uv run scripts/observability_overhead.py --requests 5000 --rounds 9
-Try it:        --rounds 9: the medians settle; tracing adds most, then logging, then metrics.
-               --requests 50: rounds too short to time well; the extra µs scatter run to run.
+Try it:        --rounds 9: the median of more rounds; tracing adds most, then logging, metrics.
+               --json: extra_us, what each adds to a request; within_calibration: at most issue
+               10's figure (uvicorn, wrk -c 50: 86 µs logging, 36 metrics, 186 tracing).
 
-The comparable figure is the extra microseconds a request: the same work, whatever serves it.
-Issue 10's calibration (uvicorn, one worker, wrk with 50 connections) measured 86 µs for logging,
-36 for metrics, 186 for tracing with exclude_spans; the report says "within" or "over" them.
-The ratio to plain is lower here than that calibration's (0.70, 0.85, 0.52): uvicorn's own cost a
-request (the socket, HTTP parsing), to which the same extra microseconds are added, is not in
-the denominator. For the uvicorn figure, run a lesson's `serve` under wrk -c 50.
+The extra µs compare across servers: the same work, whatever serves it. The ratio to plain is
+lower here than the calibration's (0.70, 0.85, 0.52): uvicorn's own cost a request (the socket,
+HTTP parsing) is not in its denominator. For that figure, run a lesson's `serve` under wrk -c 50.
 
 What the overhead is made of (cProfile, one variant at a time):
 logging: the middleware (a header dict, a regex, a uuid4, contextvars bound and reset, a wrapped
   send), then two lines, each through the processors (contextvars, level, ISO time), json.dumps
   and a write() + flush() to a file in a temporary directory: a syscall a line, as in a service.
-metrics: a wrapped send, two perf_counter() calls, the gauge's inc/dec, three labels() lookups
-  (a lock and a dict each), two counter increments, a histogram bucket search.
+metrics: a wrapped send, two perf_counter() calls, the gauge's inc/dec, two labels() lookups
+  (a lock and a dict each), a counter increment, a histogram bucket search (a 5xx: one more each).
 tracing: OpenTelemetry's ASGI middleware: a second route match (the span's name), the sampler,
   a span with ids and 12 attributes (each checked and copied), context attach/detach, the span
   queued for the BatchSpanProcessor's thread (exported to memory), duration histograms.
@@ -87,6 +85,8 @@ VALID_ID = re.compile(rb"[A-Za-z0-9._-]{1,64}")  # a client's ID cannot forge or
 
 def configure_logging(stream: TextIO, level: int = logging.INFO) -> None:
     """structlog's lines to `stream` as JSON, each with the bound contextvars (the ID)."""
+    global log  # a new logger: one used before cached its configuration, and the old stream
+    log = structlog.get_logger()
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,

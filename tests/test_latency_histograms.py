@@ -45,6 +45,12 @@ def test_histogram_quantile_edges() -> None:
         lh.histogram_quantile(0.5, [(1.0, 1.0)])
 
 
+def test_histogram_quantile_with_only_the_inf_bucket_is_nan() -> None:
+    """As Prometheus answers: no finite bound, so nothing to say where the observations are (not
+    0, which would read as "every request instant")."""
+    assert math.isnan(lh.histogram_quantile(0.5, [(math.inf, 10.0)]))
+
+
 def test_histogram_quantile_matches_the_truth_on_even_data() -> None:
     """Uniform data fills each bucket evenly, which is what the interpolation assumes."""
     rng = random.Random(5)  # noqa: S311 - test data

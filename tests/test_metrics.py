@@ -19,6 +19,7 @@ import pytest
 import uvicorn
 from fastapi import FastAPI
 from prometheus_client import CollectorRegistry, values
+from prometheus_client.metrics import MetricWrapperBase
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 import metrics
@@ -114,6 +115,27 @@ def test_counters_and_histogram_count_every_request() -> None:
     errors = metrics.summed(samples, "http_request_errors_total", "route", ())
     assert errors == {"/checkout": 3}  # a 404 or a 422 is the client's, not an error
     assert registry.get_sample_value("http_requests_in_flight") == 0
+
+
+def test_the_docstring_counts_the_labels_lookups_a_request_makes(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The overhead the docstring lists: two labels() lookups for an answer, three for a 5xx."""
+    app, _ = instrumented()
+    lookups: list[str] = []
+    labels = MetricWrapperBase.labels
+
+    def counted(self: MetricWrapperBase, *values: str) -> MetricWrapperBase:
+        lookups.append(type(self).__name__)
+        return labels(self, *values)
+
+    monkeypatch.setattr(MetricWrapperBase, "labels", counted)
+    asyncio.run(send_all(app, ["/items/1"]))
+    answered = len(lookups)
+    asyncio.run(send_all(app, ["/checkout"]))
+    assert (answered, len(lookups) - answered) == (2, 3)
+    assert "two labels() lookups" in " ".join((metrics.__doc__ or "").split())
+    assert "a 5xx, three" in (metrics.__doc__ or "")
 
 
 def test_an_exception_is_counted_as_a_500_error_and_leaves_nothing_in_flight() -> None:

@@ -31,10 +31,9 @@ class Variants:
         return self.log.getvalue().splitlines()
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def variants() -> Generator[Variants]:
-    """The four apps, in process. One per module: structlog caches its logger on first use, so
-    every test reads the lines it added to the one stream."""
+    """The four apps, in process, logging to a stream of this test's own."""
     spans = InMemorySpanExporter()
     provider = overhead.make_provider("test", 1.0, [spans])
     log = io.StringIO()
@@ -145,6 +144,15 @@ def test_report_compares_the_extra_with_the_calibration(capsys: pytest.CaptureFi
 @pytest.mark.parametrize("argument", ["--requests", "--rounds"])
 def test_bad_arguments_are_usage_errors(invoke, argument: str) -> None:
     invoke(overhead.run, argument, "0").assert_usage_error(argument)
+
+
+def test_two_runs_in_one_process_both_log_to_their_own_stream(invoke) -> None:
+    """structlog caches a logger on first use: the second run's must not write to the first's
+    closed file (a ValueError from every logged request)."""
+    for _ in range(2):
+        done = invoke(overhead.run, "--requests", "3", "--rounds", "1", "--json")
+        assert done.code == 0, done.stderr
+        assert json.loads(done.stdout)["rps_logging"] > 0
 
 
 def test_json_run_end_to_end(runner: ScriptRunner) -> None:
