@@ -7,6 +7,8 @@ timeouts and the Ctrl-C procedure are the same for all of them. Bad arguments ne
 
 import asyncio
 import contextlib
+import io
+import logging
 import os
 import queue
 import select
@@ -21,11 +23,12 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType, SimpleNamespace
-from typing import IO
+from typing import IO, TextIO
 
 import asyncpg
 import pytest
 import redis
+import structlog
 import tenacity
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -315,6 +318,22 @@ def redis_url(request: pytest.FixtureRequest) -> Generator[str]:
     finally:
         client.flushdb()
         client.close()
+
+
+@contextmanager
+def structlog_into(configure: Callable[[TextIO], None]) -> Generator[io.StringIO]:
+    """A lesson's logging pipeline, set up to write into a StringIO, and undone afterwards (the
+    root logger's handlers and level, structlog's defaults). Use it module-scoped: a lesson's
+    module-level logger is cached on first use and keeps the first stream it wrote to."""
+    root = logging.getLogger()
+    saved = (root.handlers[:], root.level)
+    sink = io.StringIO()
+    configure(sink)
+    try:
+        yield sink
+    finally:
+        structlog.reset_defaults()
+        root.handlers, root.level = saved[0], saved[1]
 
 
 @pytest.fixture

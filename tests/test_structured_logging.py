@@ -21,7 +21,7 @@ import structlog
 import uvicorn
 
 import structured_logging as lesson
-from conftest import INTERRUPT_DEADLINE_S, Invocation, ScriptRunner
+from conftest import INTERRUPT_DEADLINE_S, Invocation, ScriptRunner, structlog_into
 
 Lines = Callable[[], list[dict[str, Any]]]
 
@@ -29,13 +29,8 @@ Lines = Callable[[], list[dict[str, Any]]]
 @pytest.fixture(scope="module")
 def stream() -> Generator[io.StringIO]:
     """One stream for the module: the lesson's module-level logger is cached on first use."""
-    root = logging.getLogger()
-    saved = (root.handlers[:], root.level)
-    sink = io.StringIO()
-    lesson.configure_logging(sink)
-    yield sink
-    structlog.reset_defaults()
-    root.handlers, root.level = saved[0], saved[1]
+    with structlog_into(lesson.configure_logging) as sink:
+        yield sink
 
 
 @pytest.fixture
