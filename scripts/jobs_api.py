@@ -11,7 +11,7 @@ Pattern:       POST /jobs answers 202 Accepted with the job, a Location to poll 
                GET /jobs/{id} gives its state, attempts, and result or error (an unknown id: 404).
                An Idempotency-Key replays the original job for the same body and refuses another
                (422) until the key expires, a day later (KEY_TTL_S); POST /jobs/{id}/retry requeues
-               a dead job (else 409), all errors as problem+json. The app takes a JobStore (a
+               a dead job (else 409); store errors are problem+json. The app takes a JobStore (a
                Protocol) and maps its errors: where jobs live and who runs them is the store's job.
 When to use:   Work longer than a request (reports, imports, e-mail) whose caller wants the result.
 When not to:   Work done within the request (answer 200); fire-and-forget with nobody polling;
@@ -22,9 +22,8 @@ Try it:        --json: 3 submissions, 2 unique_jobs: the replay with the same ke
                serve, then run its curl line twice: the same job id; with another n: a 422.
                serve, then curl -i localhost:8000/jobs/nope: a 404 as application/problem+json.
 
-JobStore has job_queue.py's names and meanings: its JobQueue (SQLite, leases, retries, dead
-letters, the proof under SIGKILL) plugs in unchanged, with its three exceptions as `errors`. The
-demo store keeps jobs in memory, runs them on one worker thread, and a failed job is dead at once.
+job_queue.py's JobQueue (SQLite, leases, retries, dead letters, the SIGKILL proof) plugs in
+unchanged, its three exceptions passed as `errors`. The demo store: memory, one worker, no retries.
 """
 
 import asyncio
@@ -83,15 +82,24 @@ class NotDeadError(Exception):
     """Only a dead job can be retried."""
 
 
+class StoredJob(Protocol):
+    """A store's job, as the API reads it (then checks it as a Job): job_queue's Job fits too."""
+
+    @property
+    def id(self) -> str: ...
+    @property
+    def state(self) -> str: ...
+
+
 class JobStore(Protocol):
     """What the API needs; the store enforces the rules, the API maps its errors to HTTP.
     submit: the same key and body return the original job, another body is a KeyReusedError,
     until the key expires. get: UnknownJobError if there is none. retry: requeue a dead job
     with fresh attempts, NotDeadError if it is not dead."""
 
-    def submit(self, kind: str, payload: dict[str, Any], key: str | None = None) -> Job: ...
-    def get(self, job_id: str) -> Job: ...
-    def retry(self, job_id: str) -> Job: ...
+    def submit(self, kind: str, payload: dict[str, Any], key: str | None = None) -> StoredJob: ...
+    def get(self, job_id: str) -> StoredJob: ...
+    def retry(self, job_id: str) -> StoredJob: ...
 
 
 ERRORS: Mapping[type[Exception], int] = {
@@ -129,7 +137,7 @@ def create_app(store: JobStore, errors: Mapping[type[Exception], int] = ERRORS) 
     for kind in errors:
         app.add_exception_handler(kind, store_error)
 
-    def answer(job: Job, response: Response) -> Job:
+    def answer(job: StoredJob, response: Response) -> Job:
         """The job as JSON; Retry-After while it is unfinished, so a client knows when to poll."""
         if job.state not in FINISHED:
             response.headers["Retry-After"] = str(RETRY_AFTER_S)
@@ -254,8 +262,7 @@ def serving(app: FastAPI, host: str = "127.0.0.1", port: int = 0) -> Generator[s
     """Serve `app` from a thread of this process; yield its URL once uvicorn has started. On the
     way out, ask uvicorn to stop (it ends the requests in flight) and wait for the thread. Off
     the main thread uvicorn installs no signal handlers: Ctrl-C stays with the main thread."""
-    # IPPROTO_TCP, not 0: asyncio sets TCP_NODELAY only on sockets that say TCP, and without it
-    # every answer waits 40 ms for the client's delayed ACK (Nagle).
+    # IPPROTO_TCP, not 0: asyncio sets TCP_NODELAY only on sockets that say TCP (no 40 ms Nagle).
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP) as sock:
         try:
             sock.bind((host, port))
@@ -302,11 +309,6 @@ class Run:
     submitted: int = 0  # POST /jobs answered 202, replays included
     unique_jobs: int = 0  # the jobs the store holds at the end
 
-    def count(self, answer: httpx.Response) -> None:
-        """Count a POST /jobs that was accepted."""
-        if answer.status_code == 202:
-            self.submitted += 1
-
     def check(self, name: str, answer: httpx.Response, expected: int, shows: str, ok: bool) -> None:
         """Record a step: passed if the status is as expected, `ok` holds, errors are problems."""
         problem = answer.headers.get("content-type") == "application/problem+json"
@@ -328,14 +330,12 @@ async def session(client: httpx.AsyncClient, run: Run) -> None:
     """Every rule once, each step recorded as a Check."""
     key = {"Idempotency-Key": "order-7"}
     first = await client.post("/jobs", json=SQUARE, headers=key)
-    run.count(first)
     job = first.json()
     where = first.headers.get("location") == f"/jobs/{job.get('id')}"
     when = first.headers.get("retry-after") == str(RETRY_AFTER_S)
     shows = "accepted: Location and Retry-After say where, when"
     run.check("POST /jobs", first, 202, shows, where and when)
     again = await client.post("/jobs", json=SQUARE, headers=key)
-    run.count(again)
     same = again.json().get("id") == job["id"]
     run.check("POST /jobs, same key and body", again, 202, "the original job: no second one", same)
     other = await client.post("/jobs", json=POISON, headers=key)
@@ -346,7 +346,6 @@ async def session(client: httpx.AsyncClient, run: Run) -> None:
     unknown = await client.get("/jobs/no-such-id")
     run.check("GET /jobs/no-such-id", unknown, 404, "an unknown id is a 404, never pending", True)
     poison = await client.post("/jobs", json=POISON)
-    run.count(poison)
     dead = await poll(client, poison.headers["location"])
     is_dead = dead.json().get("state") == "dead"
     run.check(f"GET {poison.headers['location']}", dead, 200, "a poison job ends dead", is_dead)
@@ -355,6 +354,7 @@ async def session(client: httpx.AsyncClient, run: Run) -> None:
     run.check("POST .../retry (dead)", requeued, 202, "a dead job is requeued", queued)
     refused = await client.post(f"/jobs/{job['id']}/retry")
     run.check("POST .../retry (succeeded)", refused, 409, "only a dead job can be retried", True)
+    run.submitted = len([answer for answer in (first, again, poison) if answer.status_code == 202])
 
 
 async def drive(url: str, run: Run) -> None:
@@ -389,7 +389,7 @@ def report(run: Run, as_json: bool) -> int:
         table.add_row(check.name, str(check.status), f"{check.expected}{mark}", check.shows)
     passed = sum(check.passed for check in run.checks)
     figures = f"{run.submitted} submissions, {run.unique_jobs} jobs: the replay made none"
-    Console().print(table, f"{passed} of {len(run.checks)} checks passed", figures)
+    Console().print(table, f"{passed} of {len(run.checks)} checks passed", figures, sep="\n")
     return code
 
 

@@ -25,7 +25,7 @@ Run:           uv run scripts/tracing.py
                uv run scripts/tracing.py --requests 20
                uv run scripts/tracing.py serve --port 8000   (spans print on stderr; then the curl)
 Try it:        --requests 1: one trace, A's server span at the root, B's compute_price a leaf.
-               serve, then the curl it prints: each span as JSON on stderr, as a collector gets it.
+               serve, then the curl it prints: its spans as JSON on stderr, within 5 s (a batch).
                --json: the figures as one object, e.g. for jq '.spans_per_trace'.
 """
 
@@ -73,7 +73,9 @@ def make_provider(service: str, exporters: Sequence[SpanExporter]) -> TracerProv
 
 
 def traced(app: FastAPI, provider: TracerProvider) -> FastAPI:
-    """A server span for every request to this app (not every app: no global patching)."""
+    """A server span for every request to this app (not every app: no global patching).
+    Called in-process while a span is current (ASGITransport in a test), it makes an INTERNAL
+    span under that one and ignores `traceparent`: run such a call in a fresh context."""
     FastAPIInstrumentor.instrument_app(app, tracer_provider=provider, exclude_spans=EXCLUDE_SPANS)
     return app
 
@@ -411,10 +413,17 @@ def serve(host: str, port: int) -> None:
     """Run A (B in a thread) until Ctrl-C; spans print as JSON on stderr."""
     provider_b, _ = provider_for("B", console=True)
     provider_a, _ = provider_for("A", console=True)  # both flushed at exit (their atexit hook)
-    with serving(build_b(provider_b)) as b_url:
-        click.echo(f"curl http://{host}:{port}/quote/apple   (B is on {b_url})", err=True)
-        config = uvicorn.Config(build_a(provider_a, b_url), host=host, port=port, log_config=None)
-        uvicorn.Server(config).run()  # not uvicorn.run(), which turns Ctrl-C into exit 0
+    # Bound here, not by uvicorn, so that a taken port is one error line, before anything starts.
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn does
+        try:
+            sock.bind((host, port))
+        except OSError as err:
+            raise click.ClickException(f"cannot listen on {host}:{port}: {err.strerror}") from err
+        with serving(build_b(provider_b)) as b_url:
+            click.echo(f"curl http://{host}:{port}/quote/apple   (B is on {b_url})", err=True)
+            config = uvicorn.Config(build_a(provider_a, b_url), log_config=None)
+            uvicorn.Server(config).run(sockets=[sock])  # not uvicorn.run(): Ctrl-C would exit 0
 
 
 def run(argv: Sequence[str] | None = None) -> int:

@@ -13,6 +13,7 @@ import time
 from collections.abc import AsyncGenerator, Callable, Generator
 from concurrent.futures import wait
 from contextlib import asynccontextmanager, closing
+from pathlib import Path
 from typing import Any
 
 import click
@@ -20,6 +21,7 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
+import job_queue
 import jobs_api
 from conftest import FakeClock, Invocation, ScriptRunner
 
@@ -228,6 +230,42 @@ def test_any_store_plugs_in_with_its_errors_mapped() -> None:
     assert_problem(taken, 409, "key taken")
 
 
+def squares(job: job_queue.Job) -> Any:
+    """A JobQueue handler: square's result, anything else poison."""
+    if job.kind != "square":
+        raise ValueError("cannot parse the payload")
+    return {"square": job.payload["n"] ** 2}
+
+
+def test_job_queue_plugs_in_unchanged_with_its_errors(tmp_path: Path) -> None:
+    """The docstring's claim, for the type checker too: JobQueue returns its own Job dataclass,
+    which the JobStore Protocol accepts (ty refused it when the Protocol asked for jobs_api.Job)."""
+    queue = job_queue.JobQueue(str(tmp_path / "jobs.db"))
+    app = jobs_api.create_app(
+        queue,
+        {
+            job_queue.UnknownJobError: 404,
+            job_queue.KeyReusedError: 422,
+            job_queue.NotDeadError: 409,
+        },
+    )
+    key = {"Idempotency-Key": "k1"}
+    accepted = call(app, "POST", "/jobs", json=jobs_api.SQUARE, headers=key)
+    assert accepted.status_code == 202
+    assert call(app, "POST", "/jobs", json=jobs_api.SQUARE, headers=key).json() == accepted.json()
+    reused = call(app, "POST", "/jobs", json=jobs_api.POISON, headers=key)
+    assert_problem(reused, 422, "used with another body")
+    assert job_queue.run_one(queue, squares) == "succeeded"
+    done = call(app, "GET", accepted.headers["location"])
+    assert (done.json()["state"], done.json()["result"]) == ("succeeded", {"square": 49})
+    assert_problem(call(app, "GET", "/jobs/nope"), 404, "no job nope")
+    assert_problem(call(app, "POST", f"{accepted.headers['location']}/retry"), 409, "succeeded")
+    poison = call(app, "POST", "/jobs", json=jobs_api.POISON)
+    assert job_queue.run_one(queue, squares) == "dead"
+    requeued = call(app, "POST", f"{poison.headers['location']}/retry")
+    assert (requeued.status_code, requeued.json()["state"]) == (202, "queued")
+
+
 def eventually(condition: Callable[[], bool], what: str) -> None:
     """A bounded poll: fail, naming `what`, if `condition` is not true within WAIT_S."""
     deadline = time.monotonic() + WAIT_S
@@ -296,8 +334,8 @@ def test_the_default_run_passes_every_check(invoke: Callable[..., Invocation]) -
     before = set(threading.enumerate())
     done = invoke(jobs_api.run)
     assert done.code == 0, done.stderr
-    assert "8 of 8 checks passed" in done.stdout
-    assert "3 submissions, 2 jobs: the replay made none" in done.stdout
+    summary = ["8 of 8 checks passed", "3 submissions, 2 jobs: the replay made none"]
+    assert done.stdout.splitlines()[-2:] == summary  # a line each, not run together
     no_thread_left(before)
 
 

@@ -37,15 +37,17 @@ class ElsewhereTransport(httpx.AsyncBaseTransport):
 
 
 def quotes(
-    items: list[str], instrument_client: bool = True
+    items: list[str], instrument_client: bool = True, elsewhere: bool = True
 ) -> tuple[list[int], list[ReadableSpan]]:
-    """Ask A (which asks B) for a quote of each item, all at once; the answers and the spans."""
+    """Ask A (which asks B) for a quote of each item, all at once; the answers and the spans.
+    With `elsewhere` False, B runs in A's context, as plain ASGITransport runs it."""
     memory_a = InMemorySpanExporter()
     memory_b = InMemorySpanExporter()
     provider_a = tracing.make_provider("A", [memory_a])
     provider_b = tracing.make_provider("B", [memory_b])
     app_b = tracing.create_service_b(provider_b.get_tracer("test"))
-    transport_b = ElsewhereTransport(tracing.traced(app_b, provider_b))
+    traced_b = tracing.traced(app_b, provider_b)
+    transport_b = ElsewhereTransport(traced_b) if elsewhere else httpx.ASGITransport(traced_b)
     to_b = httpx.AsyncClient(transport=transport_b, base_url="http://b")
     if instrument_client:
         tracing.traced_client(to_b, provider_a)
@@ -74,16 +76,15 @@ def span_id(span: ReadableSpan) -> int:
 
 def test_a_quote_is_one_trace_of_four_linked_spans() -> None:
     statuses, spans = quotes(["apple"])
-    found = spans
     assert statuses == [200]
-    assert len({tracing.ids(span).trace_id for span in found}) == 1
-    assert tracing.is_chain(found)
-    server_a = named(found, "A", "SERVER")
-    client_a = named(found, "A", "CLIENT")
-    logic = named(found, "B", "INTERNAL")
+    assert len({tracing.ids(span).trace_id for span in spans}) == 1
+    assert tracing.is_chain(spans)
+    server_a = named(spans, "A", "SERVER")
+    client_a = named(spans, "A", "CLIENT")
+    logic = named(spans, "B", "INTERNAL")
     assert tracing.parent_id(server_a) is None
     assert tracing.parent_id(client_a) == span_id(server_a)
-    assert tracing.parent_id(logic) == span_id(named(found, "B", "SERVER"))
+    assert tracing.parent_id(logic) == span_id(named(spans, "B", "SERVER"))
     assert logic.name == "compute_price"
     (event,) = [event for span in spans if span.name == "compute_price" for event in span.events]
     assert event.name == "price found"
@@ -93,9 +94,8 @@ def test_a_quote_is_one_trace_of_four_linked_spans() -> None:
 def test_the_context_crosses_the_http_hop() -> None:
     """B's server span is the child of A's client span, read from the request's header."""
     _, spans = quotes(["pear"])
-    found = spans
-    server_b = named(found, "B", "SERVER")
-    assert tracing.parent_id(server_b) == span_id(named(found, "A", "CLIENT"))
+    server_b = named(spans, "B", "SERVER")
+    assert tracing.parent_id(server_b) == span_id(named(spans, "A", "CLIENT"))
     assert server_b.parent is not None
     assert server_b.parent.is_remote
 
@@ -103,23 +103,32 @@ def test_the_context_crosses_the_http_hop() -> None:
 def test_without_the_client_instrumentation_b_starts_a_trace_of_its_own() -> None:
     """The control: no traceparent header, no link. So the link above is the header's doing."""
     statuses, spans = quotes(["pear"], instrument_client=False)
-    found = spans
     assert statuses == [200]
-    server_b = named(found, "B", "SERVER")
+    server_b = named(spans, "B", "SERVER")
     assert tracing.parent_id(server_b) is None
-    assert tracing.ids(server_b).trace_id != tracing.ids(named(found, "A", "SERVER")).trace_id
-    assert not tracing.is_chain(found)
+    assert tracing.ids(server_b).trace_id != tracing.ids(named(spans, "A", "SERVER")).trace_id
+    assert not tracing.is_chain(spans)
+
+
+def test_in_a_s_context_b_joins_the_current_span_and_ignores_the_header() -> None:
+    """What traced()'s docstring warns of: no traceparent sent, yet B is linked, as INTERNAL."""
+    _, spans = quotes(["pear"], instrument_client=False, elsewhere=False)
+    server_a = named(spans, "A", "SERVER")
+    joined = [span for span in spans if span.name == "GET /price/{item}"]
+    assert [span.kind.name for span in joined] == ["INTERNAL"]
+    assert tracing.parent_id(joined[0]) == span_id(server_a)
+    assert joined[0].parent is not None
+    assert not joined[0].parent.is_remote
 
 
 def test_concurrent_quotes_never_mix_and_leave_no_orphans() -> None:
     items = ["apple", "pear", "plum", "durian"] * 5
     statuses, spans = quotes(items)
-    found = spans
-    traces = tracing.traces_of(found)
+    traces = tracing.traces_of(spans)
     assert statuses.count(404) == 5
     assert len(traces) == len(items)
     assert all(tracing.is_chain(trace) for trace in traces)
-    assert tracing.orphans(found) == []
+    assert tracing.orphans(spans) == []
 
 
 def test_an_unknown_item_is_recorded_as_an_error_on_its_span() -> None:
@@ -131,10 +140,9 @@ def test_an_unknown_item_is_recorded_as_an_error_on_its_span() -> None:
     (event,) = logic.events
     assert event.name == "exception"
     assert (event.attributes or {})["exception.type"] == "KeyError"
-    found = spans
-    client_a = named(found, "A", "CLIENT")
+    client_a = named(spans, "A", "CLIENT")
     assert client_a.status.status_code.name == "ERROR"  # a 4xx fails the caller's call
-    server_b = named(found, "B", "SERVER")
+    server_b = named(spans, "B", "SERVER")
     assert server_b.status.status_code.name == "UNSET"  # but it is not the server's fault
 
 
@@ -264,6 +272,20 @@ def test_default_run_as_json(runner: ScriptRunner) -> None:
 def test_ctrl_c_during_the_quotes_stops_both_services(runner: ScriptRunner) -> None:
     line = runner.ctrl_c("tracing", "--requests", "10000", ready="quotes:")
     assert re.search(r"interrupted: \d+ of 10000 quotes answered; servers stopped", line), line
+
+
+def test_serve_on_a_taken_port_is_one_error_line(invoke: Callable[..., Invocation]) -> None:
+    """It was uvicorn's own line after the curl one, then exit 3 (SystemExit, in-process)."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = invoke(tracing.run, "serve", "--port", str(port))
+    assert done.code == 1
+    assert done.stderr.splitlines() == [
+        f"error: cannot listen on 127.0.0.1:{port}: Address already in use"
+    ]
+    assert done.stdout == ""
 
 
 def test_ctrl_c_stops_serve(runner: ScriptRunner) -> None:
