@@ -7,6 +7,7 @@ timeouts and the Ctrl-C procedure are the same for all of them. Bad arguments ne
 
 import asyncio
 import contextlib
+import contextvars
 import io
 import logging
 import os
@@ -18,7 +19,7 @@ import threading
 import time
 import uuid
 import zlib
-from collections.abc import Callable, Generator, Sequence
+from collections.abc import Awaitable, Callable, Generator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +27,7 @@ from types import ModuleType, SimpleNamespace
 from typing import IO, TextIO
 
 import asyncpg
+import httpx
 import pytest
 import redis
 import structlog
@@ -334,6 +336,19 @@ def structlog_into(configure: Callable[[TextIO], None]) -> Generator[io.StringIO
     finally:
         structlog.reset_defaults()
         root.handlers, root.level = saved[0], saved[1]
+
+
+class ElsewhereTransport(httpx.AsyncBaseTransport):
+    """An app in-process, as if in a process of its own: each request runs in a fresh, empty
+    context, so nothing of the caller's current span leaks into it; only the request's headers
+    can link them (the tracing lessons' service B)."""
+
+    def __init__(self, app: Callable[..., Awaitable[None]]) -> None:
+        self.asgi = httpx.ASGITransport(app)
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        call = self.asgi.handle_async_request(request)
+        return await asyncio.create_task(call, context=contextvars.Context())
 
 
 @pytest.fixture

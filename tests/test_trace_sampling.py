@@ -6,7 +6,6 @@ The export tests post to a small OTLP/HTTP collector on loopback and decode what
 """
 
 import asyncio
-import contextvars
 import gzip
 import json
 import logging
@@ -29,19 +28,7 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 import trace_sampling
-from conftest import Invocation, ScriptRunner
-
-
-class ElsewhereTransport(httpx.AsyncBaseTransport):
-    """B in-process, as if in a process of its own: each request runs in a fresh, empty context,
-    so nothing of A's current span leaks into B; only the request's headers can link them."""
-
-    def __init__(self, app: FastAPI) -> None:
-        self.asgi = httpx.ASGITransport(app)
-
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        call = self.asgi.handle_async_request(request)
-        return await asyncio.create_task(call, context=contextvars.Context())
+from conftest import ElsewhereTransport, Invocation, ScriptRunner
 
 
 def through_a_and_b(
