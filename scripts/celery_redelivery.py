@@ -19,11 +19,12 @@ When not to:   Tasks with effects you cannot key (send them through a keyed outb
                embedded broker (kombu's SQLAlchemy transport) a killed pool child's task is
                requeued by its worker, but a SIGKILLed worker strands its message: the transport
                marks it invisible when fetched and restores unacked messages only on a clean
-               shutdown. Redis brings it back after visibility_timeout (3 s here).
+               shutdown. Redis brings it back after visibility_timeout (3 s here; default 1 h).
 Run:           uv run scripts/celery_redelivery.py
                uv run scripts/celery_redelivery.py --broker redis://127.0.0.1:6379/0 --backend redis://127.0.0.1:6379/1
 Try it:        --broker redis://... --backend redis://...: the whole worker killed, then restarted.
-               --task-seconds 2.5: the kill still lands mid-task, and the task runs again in full.
+               --task-seconds 0.5: recovered_s (kill to result) still exceeds 0.5 s: the second
+               attempt runs the task from the start, not from where the kill cut it.
 """
 
 import contextlib
@@ -36,6 +37,7 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 from collections.abc import Callable, Generator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -112,7 +114,6 @@ def create_app(broker: str, backend: str | None, ledger_path: str) -> Celery:
         worker_prefetch_multiplier=1,  # with late acks, hold no more messages than you run
         broker_connection_retry_on_startup=True,
         worker_hijack_root_logger=False,
-        worker_lost_wait=0.5,  # for a dead child's late result, before requeueing (default 10 s)
     )
     app.task(bind=True, name="redelivery.slow")(slow)
     return app
@@ -177,6 +178,7 @@ class Setup:
         if self.broker.startswith("sqlite://"):
             app.conf.broker_transport = SQLiteTransport  # kombu takes a class as it is
             app.conf.broker_transport_options = {"connect_args": {"timeout": 30}}  # busy wait, s
+            app.conf.worker_lost_wait = 0.5  # for a dead child's late result (default 10 s)
         else:
             app.conf.broker_transport_options = dict(REDIS_OPTIONS)
         return app
@@ -283,10 +285,13 @@ def kill_mid_task(where: Setup, run: Run, running: Worker, seconds: float) -> No
     """SIGKILL the process running a task; the task must run again and apply its effect once."""
     app = where.app()
     ledger = Ledger(where.ledger)
-    result = app.tasks["redelivery.slow"].delay("kill-me", seconds)
-    first = "SELECT pid FROM attempts WHERE key = 'kill-me'"
-    wait_for(lambda: bool(ledger.read(first)), running, "first attempt", WAIT_S)
-    pid = ledger.read(first)[0][0]
+    # A key of this run's own: a task left unacked on Redis by an interrupted run comes back
+    # too, and its attempts must not count as this one's.
+    key = f"kill-me-{uuid.uuid4().hex[:8]}"
+    result = app.tasks["redelivery.slow"].delay(key, seconds)
+    first = "SELECT pid FROM attempts WHERE key = ?"
+    wait_for(lambda: bool(ledger.read(first, key)), running, "first attempt", WAIT_S)
+    pid = ledger.read(first, key)[0][0]
     killed_at = time.perf_counter()
     if where.broker.startswith("sqlite://"):
         os.kill(pid, signal.SIGKILL)  # a pool child: its worker requeues the task
@@ -297,18 +302,20 @@ def kill_mid_task(where: Setup, run: Run, running: Worker, seconds: float) -> No
         with contextlib.suppress(ProcessLookupError):
             os.killpg(running.process.pid, signal.SIGKILL)  # the whole worker, unacked in Redis
         running.process.wait()
+        click.echo("worker killed; restarting it: Redis redelivers after 3 s", err=True)
         with worker(where, number=2) as restarted:
             value = wait(result, restarted)
         run.figures["killed"] = "whole worker"
         shows = "worker killed, restarted: Redis redelivered after visibility_timeout"
     run.figures["recovered_s"] = round(time.perf_counter() - killed_at, 2)
-    pids = ledger.read("SELECT pid FROM attempts WHERE key = 'kill-me'")
-    effects = ledger.read("SELECT COUNT(*) FROM effects WHERE key = 'kill-me'")[0][0]
+    pids = ledger.read(first, key)
+    effects = ledger.read("SELECT COUNT(*) FROM effects WHERE key = ?", key)[0][0]
     run.figures["attempts"] = len(pids)
     run.figures["redelivered"] = len(pids) > 1 and pids[0] != pids[-1]
     run.figures["effects"] = effects
-    outcome = f"{value}, {plural(len(pids), 'attempt')}, {plural(effects, 'effect')}"
-    run.checks.append(Check("SIGKILL mid-task", outcome, "kill-me, 2 attempts, 1 effect", shows))
+    returned = "its key" if value == key else repr(value)
+    outcome = f"{returned}, {plural(len(pids), 'attempt')}, {plural(effects, 'effect')}"
+    run.checks.append(Check("SIGKILL mid-task", outcome, "its key, 2 attempts, 1 effect", shows))
     other = "another process" if run.figures["redelivered"] else "the same process"
     run.checks.append(Check("second attempt", other, "another process", "a new delivery"))
 

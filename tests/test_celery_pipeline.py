@@ -124,6 +124,8 @@ def test_default_run_json(runner: ScriptRunner) -> None:
     assert report["broker"] == "SQLite (embedded)"
     assert report["dead_lettered"] == 2
     assert report["succeeded"] == report["tasks"] - 2
+    assert report["tasks"] == 3 + len(lesson.RETRY_CASES)  # the Try-it line: 3 trips + 3 cases
+    assert report["checks"][0]["result"] == "3 of 3 right"
     assert not (ROOT / "control").exists(), "regression: kombu's broker wrote into the cwd"
 
 

@@ -35,6 +35,13 @@ def test_the_task_base_acks_late_and_applies_its_effect_once(tmp_path: Path) -> 
     assert [row[0] for row in ledger.read("SELECT key FROM attempts")] == ["k"]
 
 
+def test_the_pattern_keeps_celerys_worker_lost_wait(tmp_path: Path) -> None:
+    """Regression: the pattern's create_app shortened worker_lost_wait, a demo-only knob."""
+    ledger = str(tmp_path / "ledger.sqlite")
+    assert lesson.create_app("redis://127.0.0.1:9/0", None, ledger).conf.worker_lost_wait == 10
+    assert lesson.setup(str(tmp_path), None, None).app().conf.worker_lost_wait == 0.5
+
+
 def test_the_embedded_broker_polls_fast_and_redis_restores_unacked(tmp_path: Path) -> None:
     """kombu's SQLAlchemy transport polls once a second by default; Redis's timeout is an hour."""
     app = lesson.setup(str(tmp_path), None, None).app()
@@ -50,9 +57,16 @@ def test_the_embedded_broker_polls_fast_and_redis_restores_unacked(tmp_path: Pat
 
 
 def test_a_killed_worker_is_restarted_and_redis_redelivers(redis_url: str, tmp_path: Path) -> None:
-    """Redis: the whole worker SIGKILLed, a new one gets the task back after visibility_timeout."""
+    """Redis: the whole worker SIGKILLed, a new one gets the task back after visibility_timeout.
+
+    Regression: a task left unacked by an interrupted earlier run (same Redis database, the
+    same task) came back too, and its attempts were counted as this run's.
+    """
+    where = lesson.setup(str(tmp_path), redis_url, redis_url)
+    stale = lesson.create_app(redis_url, redis_url, where.ledger)
+    stale.tasks["redelivery.slow"].delay("kill-me", 0.2)  # what the old code's runs all sent
     run = lesson.Run(redis_url)
-    lesson.demo(lesson.setup(str(tmp_path), redis_url, redis_url), run, 0.5)
+    lesson.demo(where, run, 0.5)
     assert all(check.passed for check in run.checks), run.checks
     assert run.figures["killed"] == "whole worker"
     assert run.figures["effects"] == 1
@@ -108,6 +122,7 @@ def test_default_run_json(runner: ScriptRunner) -> None:
     assert report["redelivered"] is True
     assert report["attempts"] == 2
     assert report["effects"] == 1
+    assert report["recovered_s"] >= 0.5  # the second attempt ran the whole task again
 
 
 def test_ctrl_c_kills_the_worker(tmp_path: Path) -> None:

@@ -30,6 +30,12 @@ def test_the_chord_is_a_group_then_a_callback(tmp_path: Path) -> None:
     assert app.tasks["workflows.add"](1, 2) == 3
 
 
+def test_the_docstring_sends_late_acks_to_celery_redelivery() -> None:
+    """Regression: it sent readers to celery_pipeline.py for late acks, which left it in a split."""
+    assert "celery_redelivery.py shows late acks" in str(lesson.__doc__)
+    assert "celery_pipeline.py shows late acks" not in str(lesson.__doc__)
+
+
 def test_a_chord_needs_a_result_backend(tmp_path: Path) -> None:
     run = lesson.Run("SQLite (embedded)")
     lesson.chord_without_backend(lesson.setup(str(tmp_path), None, None), run)
