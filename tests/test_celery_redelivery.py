@@ -10,7 +10,7 @@ import click
 import pytest
 
 import celery_redelivery as lesson
-from conftest import ScriptRunner
+from conftest import ScriptRunner, processes_naming
 
 pytestmark = [
     # kombu 5.7's SQLAlchemy models use lazy="noload", deprecated in SQLAlchemy 2.1.
@@ -132,18 +132,6 @@ def test_ctrl_c_kills_the_worker(tmp_path: Path) -> None:
     line = runner.ctrl_c("celery_redelivery", "--task-seconds", "2.5", ready="worker ready")
     assert "worker stopped" in line
     assert processes_naming(tmp_path) == []
-
-
-def processes_naming(folder: Path) -> list[int]:
-    """Processes whose command line mentions `folder` (read from /proc, Linux)."""
-    found = []
-    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
-        try:
-            if str(folder) in cmdline.read_text():
-                found.append(int(cmdline.parent.name))
-        except OSError:  # it exited while we looked
-            continue
-    return found
 
 
 def test_bad_broker(invoke) -> None:
