@@ -492,11 +492,13 @@ def raw_path_labels_fail_the_bounded_check(lab: Lab) -> None:
 # observability_overhead.py
 
 
-def tracing_then_logging_then_metrics(lab: Lab) -> None:
+def tracing_adds_the_most(lab: Lab) -> None:
+    """Tracing's extra is about 3x logging's and 10x metrics' on a quiet machine; the order of
+    the two smaller ones flips under a loaded suite (metrics 369 us against logging 161 seen)."""
     done = lab.run("--requests", "100", "--rounds", "3")
     assert done.code == 0, done.stderr
     extra = done["extra_us"]
-    assert extra["tracing"] > extra["logging"] > extra["metrics"], extra
+    assert extra["tracing"] > max(extra["logging"], extra["metrics"]), extra
 
 
 def within_calibration_is_extra_us_against_issue_10(lab: Lab) -> None:
@@ -647,6 +649,8 @@ def the_log_format_setting_beats_the_terminal_guess(lab: Lab) -> None:
         logging.getLogger("uvicorn.error").info("Application startup complete.")
 
     monkeypatch.setattr(lesson.uvicorn.Server, "run", one_line)
+    # Its level as a fresh process has it: a test before this one may have raised it in-process.
+    monkeypatch.setattr(logging.getLogger("uvicorn.error"), "level", logging.NOTSET)
     saved = lesson.structlog.get_config()
     root = logging.getLogger()
     handlers, level = root.handlers[:], root.level
@@ -1289,9 +1293,7 @@ EXPERIMENTS: list[Experiment] = [
         "--raw-path-labels --ids 3000: the service's own",
         check=raw_path_labels_fail_the_bounded_check,
     ),
-    Experiment(
-        "observability_overhead", "--rounds 9: the median", check=tracing_then_logging_then_metrics
-    ),
+    Experiment("observability_overhead", "--rounds 9: the median", check=tracing_adds_the_most),
     Experiment(
         "observability_overhead",
         "--json: extra_us, what each adds",
