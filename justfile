@@ -218,7 +218,7 @@ tour:
         if not ok:
             failed += 1
         verdict = "ok" if ok else f"FAILED (exit {done.returncode}, expected {expected})"
-        print(f"{number:2}. {lesson:<20} {time.monotonic() - began:5.1f} s  {verdict}", flush=True)
+        print(f"{number:2}. {lesson:<22} {time.monotonic() - began:5.1f} s  {verdict}", flush=True)
     total = time.monotonic() - started
     print(f"{len(TOUR)} lessons in {total:.0f} s; {failed or 'none'} failed")
     sys.exit(1 if failed else 0)
