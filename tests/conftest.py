@@ -17,7 +17,6 @@ import signal
 import subprocess
 import threading
 import time
-import uuid
 import zlib
 from collections.abc import Awaitable, Callable, Generator, Sequence
 from contextlib import contextmanager
@@ -26,7 +25,6 @@ from pathlib import Path
 from types import ModuleType, SimpleNamespace
 from typing import IO, TextIO
 
-import asyncpg
 import httpx
 import pytest
 import redis
@@ -285,34 +283,6 @@ def processes_naming(folder: Path) -> list[int]:
 @pytest.fixture(scope="session")
 def runner() -> ScriptRunner:
     return ScriptRunner()
-
-
-async def _on_postgres(url: str, statement: str) -> None:
-    connection = await asyncpg.connect(url.replace("postgresql+asyncpg://", "postgresql://", 1))
-    try:
-        await connection.execute(statement)
-    finally:
-        await connection.close()
-
-
-@pytest.fixture(scope="module")
-def postgres_url() -> Generator[str]:
-    """A fresh database on the real PostgreSQL server that tests/run.py starts, dropped after.
-
-    Each test module gets its own, so modules on different xdist workers never share tables.
-    Outside CI, a run without a server (plain pytest) skips these tests; in CI that fails.
-    """
-    server = os.environ.get("TEST_DATABASE_URL")
-    if not server:
-        if os.environ.get("CI"):
-            pytest.fail("CI tests on PostgreSQL, but TEST_DATABASE_URL is unset")
-        pytest.skip("no PostgreSQL server: run the suite through tests/run.py, which starts one")
-    name = f"test_{uuid.uuid4().hex[:12]}"
-    asyncio.run(_on_postgres(server, f'CREATE DATABASE "{name}"'))
-    try:
-        yield f"{server.rsplit('/', 1)[0]}/{name}"
-    finally:
-        asyncio.run(_on_postgres(server, f'DROP DATABASE "{name}" WITH (FORCE)'))
 
 
 @pytest.fixture(scope="module")

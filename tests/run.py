@@ -16,12 +16,9 @@ uv ignores a script's own exclude-newer when the script is read as a requirement
 date is passed explicitly. The environment lives in tests/.venv (git-ignored) and is synced
 exactly on every run, so a dependency removed from a script is removed from it too.
 
-Lessons that take --database-url are tested on a real PostgreSQL server too: unless
-TEST_DATABASE_URL already names one, the harness starts a throwaway server on loopback from the
-PostgreSQL binaries on this machine (Debian's package; .ci/run installs it) and stops it after the
-tests. Without those binaries the PostgreSQL tests skip, except in CI, where they fail. Lessons
-that take a Redis URL are tested on a real Redis the same way (TEST_REDIS_URL, or a throwaway
-redis-server from Debian's package).
+The Celery lessons are tested on a real Redis too: unless TEST_REDIS_URL already names one, the
+harness starts a throwaway redis-server on loopback (Debian's package; .ci/run installs it) and
+stops it after the tests. Without it the Redis tests skip, except in CI, where they fail.
 
 Every process the tests start is measured, the lessons run under `uv run` included (see
 tests/coverage_hook/): after the tests it prints the line coverage of scripts/, and a whole run
@@ -76,50 +73,6 @@ def sync_environment() -> Path:
     only = ["--python", str(python), "--target", str(COVERAGE_ONLY), coverage]
     subprocess.run(["uv", "pip", "install", "--quiet", *only], check=True)
     return python
-
-
-def run_quietly(command: list[str]) -> None:
-    subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
-
-
-def postgres_bin() -> Path | None:
-    """The folder of PostgreSQL's server programs: on PATH, or where Debian puts the newest."""
-    on_path = shutil.which("initdb")
-    if on_path:
-        return Path(on_path).parent
-    found = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"), key=lambda p: int(p.parts[-3]))
-    return found[-1].parent if found else None
-
-
-@contextmanager
-def postgres_server() -> Generator[str | None]:
-    """Start a throwaway PostgreSQL server on a free loopback port; yield its URL, or None."""
-    if os.environ.get("TEST_DATABASE_URL"):
-        yield os.environ["TEST_DATABASE_URL"]
-        return
-    bin_dir = postgres_bin()
-    if bin_dir is None:
-        yield None
-        return
-    # PostgreSQL refuses to run as root: as root (CI), run it as the package's `postgres` user.
-    as_user = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
-    with tempfile.TemporaryDirectory(prefix="service-patterns-pg-") as scratch:
-        data = Path(scratch)
-        if as_user:
-            shutil.chown(data, "postgres")
-        with socket.socket() as probe:  # a free port, as the lessons' own servers pick theirs
-            probe.bind(("127.0.0.1", 0))
-            port = probe.getsockname()[1]
-        initdb = [str(bin_dir / "initdb"), "-D", str(data / "db"), "-U", "postgres", "-A", "trust"]
-        run_quietly([*as_user, *initdb, "--no-sync", "-E", "UTF8"])
-        # Durability off: a test database is thrown away, and fsync would dominate its run time.
-        options = f"-c listen_addresses=127.0.0.1 -p {port} -k {data} -c fsync=off"
-        pg_ctl = [*as_user, str(bin_dir / "pg_ctl"), "-D", str(data / "db"), "-w"]
-        run_quietly([*pg_ctl, "-o", options, "-l", str(data / "log"), "start"])
-        try:
-            yield f"postgresql+asyncpg://postgres@127.0.0.1:{port}/postgres"
-        finally:
-            run_quietly([*pg_ctl, "-m", "fast", "stop"])
 
 
 @contextmanager
@@ -199,9 +152,7 @@ def main() -> None:
     if args == ["--env"]:
         print(python)
         return
-    with postgres_server() as database_url, redis_server() as redis_url:
-        if database_url is not None:
-            os.environ["TEST_DATABASE_URL"] = database_url
+    with redis_server() as redis_url:
         if redis_url is not None:
             os.environ["TEST_REDIS_URL"] = redis_url
         code = run_measured(python, args)
