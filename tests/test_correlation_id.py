@@ -240,7 +240,7 @@ def test_the_report_fails_on_any_failed_check(capsys: pytest.CaptureFixture[str]
 def test_a_second_signal_does_not_force_the_exit() -> None:
     """uv passes a Ctrl-C on to the script: a second SIGINT. With uvicorn's own Server it forces
     the exit, which skips the app's shutdown and logs the lifespan's cancellation as an ERROR."""
-    server = lesson.Server(uvicorn.Config(lesson.create_service_b()))
+    server = lesson.Server(uvicorn.Config(lesson.create_service_b(), log_config=None))
     server.handle_exit(signal.SIGINT, None)
     server.handle_exit(signal.SIGINT, None)
     assert server.should_exit

@@ -160,7 +160,7 @@ def test_a_crash_after_the_answer_began_is_raised_and_logged(lines: Lines) -> No
 def test_a_second_signal_does_not_force_the_exit() -> None:
     """uv passes a Ctrl-C on to the script: a second SIGINT. With uvicorn's own Server it forces
     the exit, which skips the app's shutdown and logs the lifespan's cancellation as an ERROR."""
-    server = lesson.Server(uvicorn.Config(lesson.create_app("http://x")))
+    server = lesson.Server(uvicorn.Config(lesson.create_app("http://x"), log_config=None))
     server.handle_exit(signal.SIGINT, None)
     server.handle_exit(signal.SIGINT, None)
     assert server.should_exit

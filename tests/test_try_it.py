@@ -649,8 +649,6 @@ def the_log_format_setting_beats_the_terminal_guess(lab: Lab) -> None:
         logging.getLogger("uvicorn.error").info("Application startup complete.")
 
     monkeypatch.setattr(lesson.uvicorn.Server, "run", one_line)
-    # Its level as a fresh process has it: a test before this one may have raised it in-process.
-    monkeypatch.setattr(logging.getLogger("uvicorn.error"), "level", logging.NOTSET)
     saved = lesson.structlog.get_config()
     root = logging.getLogger()
     handlers, level = root.handlers[:], root.level
