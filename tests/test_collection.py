@@ -30,7 +30,8 @@ from conftest import ROOT, SCRIPTS_DIR, Invocation, ScriptRunner, kill_group
 BLOCK = re.compile(r"(?m)^# /// script\s*$\n(?P<body>(?:^#(?: .*)?$\n)+)^# ///\s*$")
 SECTIONS = ("Pattern:", "When to use:", "When not to:", "Run:", "Try it:")
 MAX_LINES = 300
-# Service lessons (an app, its settings, repositories and a scripted client session) get more room.
+# Service lessons (an app or a worker, its settings and a scripted client session) get more room:
+# the ones the issues named, and the parts split from them, each a service lesson of its own.
 SERVICE_LESSONS = {
     "fastapi_service",
     "structured_logging",
