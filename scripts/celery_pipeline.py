@@ -143,7 +143,7 @@ def poll(app: Celery, task_id: str) -> str:
 
 # --- Demo plumbing: an embedded broker, and the worker in a process of its own -------------------
 READY_TIMEOUT_S = 60.0  # a cold start on a busy machine; a warm one takes ~1-2 s
-WAIT_S = 30.0  # for any one result
+WAIT_S = 60.0  # for any one result: far above a task's time on a busy machine, yet a hang fails
 POLL_S = 0.01  # how often the client looks for news
 
 
