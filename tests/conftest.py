@@ -280,6 +280,17 @@ def processes_naming(folder: Path) -> list[int]:
     return found
 
 
+def ctrl_c_stops_the_worker(name: str, *args: str, folder: Path) -> None:
+    """Ctrl-C a Celery lesson once its worker is ready: exit 130 within 2 s (ctrl_c checks it),
+    and the worker, in a session of its own, and its pool gone too. `folder` becomes TMPDIR, so
+    the worker's command line names it."""
+    runner = ScriptRunner()
+    runner.env["TMPDIR"] = str(folder)
+    line = runner.ctrl_c(name, *args, ready="worker ready")
+    assert "worker stopped" in line
+    assert processes_naming(folder) == []
+
+
 @pytest.fixture(scope="session")
 def runner() -> ScriptRunner:
     return ScriptRunner()

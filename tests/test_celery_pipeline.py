@@ -11,7 +11,7 @@ import click
 import pytest
 
 import celery_pipeline as lesson
-from conftest import ROOT, ScriptRunner, processes_naming
+from conftest import ROOT, ScriptRunner, ctrl_c_stops_the_worker
 
 pytestmark = [
     # kombu 5.7's SQLAlchemy models use lazy="noload", deprecated in SQLAlchemy 2.1.
@@ -130,12 +130,7 @@ def test_default_run_json(runner: ScriptRunner) -> None:
 
 
 def test_ctrl_c_kills_the_worker(tmp_path: Path) -> None:
-    """Exit 130 within 2 s, and the worker (in a session of its own) and its pool gone too."""
-    runner = ScriptRunner()
-    runner.env["TMPDIR"] = str(tmp_path)  # the worker's command line names its folder in here
-    line = runner.ctrl_c("celery_pipeline", "--round-trips", "1000", ready="worker ready")
-    assert "worker stopped" in line
-    assert processes_naming(tmp_path) == []
+    ctrl_c_stops_the_worker("celery_pipeline", "--round-trips", "1000", folder=tmp_path)
 
 
 def test_bad_broker(invoke) -> None:
