@@ -40,10 +40,12 @@ def base_of(links: list[str]) -> str:
 
 def check(
     urls: list[str],
-    timeout_s: float = 0.3,
+    timeout_s: float = 1.0,
     on_result: Callable[[LinkResult], None] | None = None,
 ) -> list[LinkResult]:
-    """check_all(), ten at a time, with a stock httpx client as a service would hold one."""
+    """check_all(), ten at a time, with a stock httpx client as a service would hold one. The
+    demo's own 1 s timeout: the site answers one page at a time, and 0.3 s timed out pages queued
+    behind others in a CI run busy with Celery workers."""
 
     async def scenario() -> list[LinkResult]:
         async with httpx.AsyncClient(timeout=timeout_s) as client:
