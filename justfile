@@ -186,6 +186,36 @@ bench runs="3":
         ratios = [a / b for a, b in zip(values[mine], values[theirs], strict=True)]
         print(f"  {label}: median {statistics.median(ratios):.3f} of {ratios}")
 
+# Graduate every lesson that has a click CLI into a package of its own, tests and wheel included.
+graduate-all:
+    #!/usr/bin/env python3
+    import json, subprocess, sys, tempfile, time
+    from pathlib import Path
+    # graduate.py itself stays out: its tests graduate the collection's lessons, which a package
+    # of graduate alone does not have. Redis tests (the Celery lessons) need TEST_REDIS_URL.
+    lessons = [
+        path.stem
+        for path in sorted(Path("scripts").glob("*.py"))
+        if "\nimport click\n" in path.read_text(encoding="utf-8") and path.stem != "graduate"
+    ]
+    failed = []
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="graduate-all-") as scratch:
+        for lesson in lessons:
+            command = ["uv", "run", "--quiet", "scripts/graduate.py", f"scripts/{lesson}.py"]
+            command += ["--to", f"{scratch}/{lesson}", "--json"]
+            proc = subprocess.run(command, capture_output=True, text=True, check=False)
+            steps = json.loads(proc.stdout)["steps"] if proc.stdout else []
+            seconds = sum(step["seconds"] for step in steps)
+            verdict = "ok    " if proc.returncode == 0 else "FAILED"
+            why = "" if proc.returncode == 0 else f": {proc.stderr.strip().splitlines()[-1]}"
+            print(f"{verdict} {lesson} ({len(steps)} steps, {seconds:.1f} s){why}", flush=True)
+            if proc.returncode != 0:
+                failed.append(lesson)
+    total = time.perf_counter() - started
+    print(f"{len(lessons) - len(failed)} of {len(lessons)} lessons graduated in {total:.0f} s")
+    sys.exit(1 if failed else 0)
+
 # Run every lesson's default run in the workshop path's order: a verdict a line, the total at the end.
 tour:
     #!/usr/bin/env python3

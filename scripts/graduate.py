@@ -11,10 +11,11 @@
 """Graduate a lesson script into a package with an entry point, a lock file and a wheel.
 
 Pattern:       The script's PEP 723 block already says what a project needs: Python, dependencies
-               and the exclude-newer date. Write them into pyproject.toml (an entry point at the
-               CLI's main(), a dev group, the uv_build backend), move the code into src/<name>/,
-               then prove it the way CI would: lock, sync, --help, tests, build, and the wheel
-               installed in a fresh environment runs the command. The date is the lock's cut-off.
+               and the exclude-newer date (the lock's cut-off). Write them into pyproject.toml (an
+               entry point at the CLI's main(), the uv_build backend), the code into src/<name>/,
+               the lesson's tests into tests/, importing the package (their imports: the dev group),
+               then prove it as CI would: lock, sync, --help, the tests, build, and the wheel,
+               installed in a fresh environment, runs the command.
 When to use:   A copied script that grew: others install it, it needs tests, a version, a release.
 When not to:   A script you run now and then: its block is already a reproducible environment.
 Run:           uv run scripts/graduate.py            (starter.py, into a temporary directory)
@@ -23,6 +24,7 @@ Try it:        The default run: eight steps ok; uv build takes milliseconds (uv'
                --to a project made before: exit 2 until --force; in it, `uv run logtool --help`.
 """
 
+import ast
 import json
 import keyword
 import os
@@ -49,25 +51,6 @@ VERSION = "0.1.0"  # a first release: the copied module's --version reads it fro
 VERSION_OPTION = re.compile(r"click\.version_option\([^()]*\)")  # the lesson's own version
 STEP_TIMEOUT_S = 600.0  # a cold cache downloads every wheel: generous, yet no step hangs for ever
 BACKEND = "uv_build>=0.13.9,<0.14"  # holding uv's version, uv builds with its own: no download
-SMOKE_TESTS = '''"""Smoke tests by graduate.py: the lesson's own need the collection's fixtures."""
-
-import json
-import subprocess
-import sys
-
-from {name} import {lesson}
-
-
-def test_a_bad_option_is_exit_2() -> None:
-    assert {lesson}.run(["--no-such-option"]) == 2
-
-
-def test_the_default_run_prints_one_json_object() -> None:
-    command = [sys.executable, "-m", "{name}", "--json"]
-    proc = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
-    assert proc.returncode in (0, 1), proc.stderr  # 1: a demo of failures, on purpose
-    assert isinstance(json.loads(proc.stdout), dict)
-'''
 
 
 @dataclass(frozen=True)
@@ -108,8 +91,58 @@ def read_lesson(path: Path) -> Lesson:
     return Lesson(path.stem, summary, requires, block.get("dependencies", []), date, code)
 
 
-def project_files(lesson: Lesson, name: str) -> dict[str, str]:
-    """Every file of the project, by its path from the project's root."""
+def read_tests(script: Path) -> dict[str, str]:
+    """The lesson's tests where the collection keeps them (tests/ beside scripts/), by file name:
+    its test module, and the conftest with the fixtures it uses; else ValueError."""
+    module = script.resolve().parent.parent / "tests" / f"test_{script.stem}.py"
+    if not module.is_file():
+        raise ValueError(f"no tests at {module}, and the tests are what prove the package")
+    tests = {module.name: module.read_text(encoding="utf-8")}
+    conftest = module.with_name("conftest.py")
+    if conftest.is_file():
+        tests[conftest.name] = conftest.read_text(encoding="utf-8")
+    return tests
+
+
+def importing_the_package(test: str, stem: str, name: str) -> str:
+    """A test file, made to test the package: `from x import` becomes `from name.x import`, then
+    `import x` becomes `from name import x` (`as y` kept)."""
+    test = re.sub(rf"(?m)^from {stem} import", f"from {name}.{stem} import", test)
+    return re.sub(rf"(?m)^import {stem}\b", f"from {name} import {stem}", test)
+
+
+def distribution(requirement: str) -> str:
+    """A requirement's distribution, named as PEP 503 compares names: `Log.Tool>=1` is log-tool."""
+    return re.sub(r"[-_.]+", "-", re.split(r"[^\w.-]", requirement)[0]).lower()
+
+
+def dev_group(tests: Sequence[str], lesson: Lesson, name: str) -> list[str]:
+    """pytest, ruff, and the distributions the tests import that the package does not bring."""
+    brought = set()
+    for requirement in lesson.dependencies:
+        brought.add(distribution(requirement))
+        brought.add(distribution(requirement).split("-")[0])  # opentelemetry-sdk: opentelemetry
+    local = {name, "conftest", *sys.stdlib_module_names}
+    needed = {"pytest", "ruff"}
+    for node in [node for text in tests for node in ast.walk(ast.parse(text))]:
+        if isinstance(node, ast.Import):
+            modules = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            modules = [node.module]
+        else:
+            continue
+        for top in (module.split(".")[0] for module in modules):
+            if top not in local and distribution(top) not in brought:
+                needed.add(distribution(top))
+    return sorted(needed)
+
+
+def project_files(lesson: Lesson, name: str, tests: Mapping[str, str]) -> dict[str, str]:
+    """Every file of the project, by its path from the project's root; `tests` by file name."""
+    tests = {
+        f"tests/{file}": importing_the_package(text, lesson.stem, name)
+        for file, text in tests.items()
+    }
     toml = f"""[project]
 name = "{name}"
 version = "{VERSION}"
@@ -122,7 +155,7 @@ dependencies = {json.dumps(lesson.dependencies)}
 {name} = "{name}.__main__:main"
 
 [dependency-groups]
-dev = ["pytest", "ruff"]
+dev = {json.dumps(dev_group(list(tests.values()), lesson, name))}
 
 [build-system]
 requires = ["{BACKEND}"]
@@ -136,7 +169,9 @@ build-backend = "uv_build"
 uv.lock holds nothing newer than {lesson.exclude_newer or "its day"} (`[tool.uv] exclude-newer`):
 move it and `uv lock --upgrade`. Data files: src/{name}/ via importlib.resources, not `__file__`.
 """
-    module = VERSION_OPTION.sub(f'click.version_option(package_name="{name}")', lesson.code)
+    module = VERSION_OPTION.sub(
+        f'click.version_option(package_name="{name}", prog_name="{name}")', lesson.code
+    )
     entry = f'"""`python -m {name}` and the `{name}` command."""\n\n'
     entry += f"from {name}.{lesson.stem} import main\n"
     return {
@@ -146,25 +181,33 @@ move it and `uv lock --upgrade`. Data files: src/{name}/ via importlib.resources
         f"src/{name}/py.typed": "",
         f"src/{name}/__main__.py": entry + '\nif __name__ == "__main__":\n    main()\n',
         f"src/{name}/{lesson.stem}.py": module,
-        f"tests/test_{lesson.stem}.py": SMOKE_TESTS.format(name=name, lesson=lesson.stem),
+        **tests,
     }
 
 
 def run_step(name: str, command: Sequence[str], cwd: Path, env: Mapping[str, str]) -> Step:
     """Run one command in a process group of its own; on Ctrl-C, end the whole group first."""
     started = time.perf_counter()
-    unblocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})  # a Ctrl-C waits...
-    with subprocess.Popen(  # noqa: S603 - the commands are the proof steps, built below
-        command,
-        cwd=cwd,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,  # a group of its own: Ctrl-C is ours to pass on, and all at once
-    ) as proc:  # on the way out, however it goes: the pipe closed, the process reaped
+    held: list[int] = []  # a Ctrl-C while the step starts waits until it can stop the step
+    stopping = signal.signal(signal.SIGINT, lambda signum, frame: held.append(signum))
+    try:  # not a blocked SIGINT: the step's processes would inherit the mask, and ignore Ctrl-C
+        proc = subprocess.Popen(  # noqa: S603 - the commands are the proof steps, built below
+            command,
+            cwd=cwd,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            start_new_session=True,  # a group of its own: Ctrl-C is ours to pass on, all at once
+        )
+    except BaseException:
+        signal.signal(signal.SIGINT, stopping)
+        raise
+    with proc:  # on the way out, however it goes: the pipe closed, the process reaped
         try:
-            signal.pthread_sigmask(signal.SIG_SETMASK, unblocked)  # ...until it can stop the step
+            signal.signal(signal.SIGINT, stopping)
+            if held:
+                signal.raise_signal(signal.SIGINT)  # the Ctrl-C held while the step started
             output, _ = proc.communicate(timeout=STEP_TIMEOUT_S)
         except BaseException:  # Ctrl-C, or a step that hangs: none of its processes outlives it
             with suppress(ProcessLookupError):  # the group is gone already
@@ -202,27 +245,26 @@ def interrupt_once(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
 
-def prove(project: Path, name: str, exclude_newer: str | None) -> list[Step]:
+def prove(project: Path, name: str, exclude_newer: str | None, scratch: Path) -> list[Step]:
     """Run the proof steps until one fails; Ctrl-C says how far they got."""
     steps: list[Step] = []
     env = {key: value for key, value in os.environ.items() if key not in LEFT_OUT}
     env["UV_PYTHON_DOWNLOADS"] = "never"
-    with tempfile.TemporaryDirectory(prefix="graduate-") as scratch:
-        plan = proof_steps(project, name, Path(scratch) / "venv", exclude_newer)
-        previous = signal.signal(signal.SIGINT, interrupt_once)
-        try:
-            for label, command in plan:
-                click.echo(f"running {label}", err=True)
-                steps.append(run_step(label, command, project, env))
-                if not steps[-1].ok:
-                    break
-        except subprocess.TimeoutExpired as err:
-            steps.append(Step(label, False, err.timeout, f"no result after {err.timeout:g} s"))
-        except KeyboardInterrupt:
-            done = f"{len(steps)} of {len(plan)} steps done"
-            raise click.Abort(f"interrupted: {done}, no step left running") from None
-        finally:
-            signal.signal(signal.SIGINT, previous)
+    plan = proof_steps(project, name, scratch / "venv", exclude_newer)
+    previous = signal.signal(signal.SIGINT, interrupt_once)
+    try:
+        for label, command in plan:
+            click.echo(f"running {label}", err=True)
+            steps.append(run_step(label, command, project, env))
+            if not steps[-1].ok:
+                break
+    except subprocess.TimeoutExpired as err:
+        steps.append(Step(label, False, err.timeout, f"no result after {err.timeout:g} s"))
+    except KeyboardInterrupt:
+        done = f"{len(steps)} of {len(plan)} steps done"
+        raise click.Abort(f"interrupted: {done}, no step left running") from None
+    finally:
+        signal.signal(signal.SIGINT, previous)
     return steps
 
 
@@ -257,15 +299,21 @@ def cli(script: Path, target: Path | None, name: str | None, force: bool, as_jso
     except ValueError as err:  # no block, a broken one, or not UTF-8 text
         raise click.BadParameter(f"{script}: {err}", param_hint="'SCRIPT'") from err
     name = name or script.stem
-    names = [re.split(r"[^\w.-]", dep)[0] for dep in lesson.dependencies]  # "rich>=13": rich
-    taken = {re.sub(r"[-_.]+", "_", dist).lower() for dist in names} | sys.stdlib_module_names
+    dependencies = {distribution(dep).replace("-", "_") for dep in lesson.dependencies}
+    taken = dependencies | sys.stdlib_module_names  # json would hide the standard library's
     if not NAME.fullmatch(name) or keyword.iskeyword(name) or name in taken:
         rule = "must be snake_case, not a keyword, a standard library module or a dependency"
         raise click.BadParameter(f"{name!r} {rule}", param_hint="'--name'")
     if target is not None and target.exists() and any(target.iterdir()) and not force:
         raise click.BadParameter(f"{target} is not empty (add --force)", param_hint="'--to'")
-    files = project_files(lesson, name)
-    with tempfile.TemporaryDirectory(prefix=f"{name}-") as scratch:
+    try:
+        files = project_files(lesson, name, read_tests(script))
+    except ValueError as err:  # no tests where the collection keeps them
+        raise click.BadParameter(f"{script}: {err}", param_hint="'SCRIPT'") from err
+    except SyntaxError as err:  # the dev group is read from the tests' imports
+        raise click.BadParameter(f"its tests: {err}", param_hint="'SCRIPT'") from err
+    # a scratch directory: for the proof's fresh venv, and the project when no --to is given
+    with tempfile.TemporaryDirectory(prefix="graduate-") as scratch:
         root = target or Path(scratch) / name
         try:
             for relative, content in files.items():
@@ -273,7 +321,7 @@ def cli(script: Path, target: Path | None, name: str | None, force: bool, as_jso
                 (root / relative).write_text(content, encoding="utf-8")
         except OSError as err:  # under a file, or where no one may write
             raise click.BadParameter(f"{root}: {err.strerror}", param_hint="'--to'") from err
-        steps = prove(root.resolve(), name, lesson.exclude_newer)
+        steps = prove(root.resolve(), name, lesson.exclude_newer, Path(scratch))
         show(root, sorted(files), steps, as_json)
     if not steps[-1].ok:  # the steps stop at the first that fails
         raise click.ClickException(f"{steps[-1].name} failed: {steps[-1].last_line}")

@@ -17,6 +17,7 @@ import signal
 import subprocess
 import threading
 import time
+import tomllib
 import zlib
 from collections.abc import Awaitable, Callable, Generator, Sequence
 from contextlib import contextmanager
@@ -38,6 +39,19 @@ SCRIPTS_DIR = ROOT / "scripts"
 RUN_TIMEOUT_S = 180.0
 # The standing rule: Ctrl-C ends a lesson within 2 s (measured from the signal to uv's exit).
 INTERRUPT_DEADLINE_S = 2.0
+
+
+def lesson_command(name: str) -> list[str]:
+    """How a test starts a lesson, as its users do: `uv run scripts/<name>.py`.
+
+    The collection has no pyproject.toml. A project graduate.py made of a lesson has one, and
+    these fixtures with it: there the lesson is the project's command, run in its environment.
+    """
+    project = ROOT / "pyproject.toml"
+    if project.is_file():
+        (command,) = tomllib.loads(project.read_text(encoding="utf-8"))["project"]["scripts"]
+        return ["uv", "run", "--frozen", "--quiet", command]
+    return ["uv", "run", "--quiet", str(SCRIPTS_DIR / f"{name}.py")]
 
 
 @dataclass(frozen=True)
@@ -87,7 +101,7 @@ class ScriptRunner:
         self.env |= {"COLUMNS": "160", "NO_COLOR": "1", "PYTHONUNBUFFERED": "1"}
 
     def command(self, name: str, args: Sequence[str]) -> list[str]:
-        return ["uv", "run", "--quiet", str(SCRIPTS_DIR / f"{name}.py"), *args]
+        return [*lesson_command(name), *args]
 
     def run(
         self, name: str, *args: str, timeout: float = RUN_TIMEOUT_S, input_text: str | None = None

@@ -1,8 +1,10 @@
-"""Tests for scripts/cli_argparse.py: run() in-process, then the script as a user runs it.
+"""Tests for scripts/cli_argparse.py: the log core in both CLI lessons, run() in-process, then the
+script as a user runs it.
 
-The log core it shares with cli_click.py is tested against both lessons in test_cli_click.py,
-which also holds the helpers both modules use: `write_sample_log` writes a log to analyse, and
-`independent_stats` is the oracle for what `stats --json` must report of it.
+The log core it shares with cli_click.py is tested here against both lessons (test_cli_click.py
+imports no other lesson, so that graduate.py can package it alone). test_cli_click.py holds the
+helpers both modules use: `write_sample_log` writes a log to analyse, and `independent_stats` is
+the oracle for what `stats --json` must report of it.
 """
 
 import argparse
@@ -11,15 +13,109 @@ import os
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 
 import cli_argparse
+import cli_click
 from conftest import ROOT, RUN_TIMEOUT_S, Invocation, ScriptRunner
-from test_cli_click import independent_stats, json_of, write_sample_log
+from test_cli_click import COMBINED, COMMON, independent_stats, json_of, write_sample_log
 
 Invoke = Callable[..., Invocation]
 EXCLUDE_ENV = "ACCESSLOG_EXCLUDE"
+
+# --- the log core, in both lessons ---------------------------------------------------------------
+
+
+@pytest.fixture(params=[cli_click, cli_argparse], ids=["click", "argparse"])
+def core(request: pytest.FixtureRequest) -> ModuleType:
+    return request.param
+
+
+def entries(core: ModuleType) -> list:
+    return [
+        core.LogEntry("/", 200),
+        core.LogEntry("/", 503),
+        core.LogEntry("/x", 404),
+        core.LogEntry("/", 200),
+    ]
+
+
+def test_read_log_reads_combined_and_common_format(core: ModuleType) -> None:
+    log = core.read_log([COMBINED, COMMON], "log")
+    assert log == core.AccessLog(
+        [core.LogEntry("/api?id=3", 503), core.LogEntry("/healthz", 204)], 0
+    )
+
+
+@pytest.mark.parametrize("text", ["hello", '1.2.3.4 - - [t] "GET / HTTP/1.1" ok 12', "{}"])
+def test_read_log_skips_other_text(core: ModuleType, text: str) -> None:
+    assert core.read_log([COMBINED, text], "log").skipped == 1
+
+
+def test_read_log_skips_blank_lines_and_excluded_paths(core: ModuleType) -> None:
+    lines = [COMBINED, "\n", COMMON]
+    assert [entry.path for entry in core.read_log(lines, "log").entries] == [
+        "/api?id=3",
+        "/healthz",
+    ]
+    skipping = core.read_log(lines, "log", skip=("/health",))
+    assert [entry.path for entry in skipping.entries] == ["/api?id=3"]
+    assert skipping.skipped == 0  # neither a blank line nor an excluded request is unparsable
+
+
+def test_read_log_counts_and_skips_lines_that_are_not_requests(core: ModuleType) -> None:
+    """Regression: one nginx `"-" 400 0` line, or TLS bytes on port 80, failed the whole log."""
+    no_request = '10.0.0.9 - - [01/Jan/2026:00:00:03 +0000] "-" 400 0\n'
+    tls = '10.0.0.9 - - [01/Jan/2026:00:00:04 +0000] "\\x16\\x03\\x01" 400 157\n'
+    log = core.read_log([COMBINED, no_request, tls, COMMON], "access.log")
+    assert [entry.path for entry in log.entries] == ["/api?id=3", "/healthz"]
+    assert log.skipped == 2
+
+
+def test_read_log_reads_an_open_file(core: ModuleType, tmp_path: Path) -> None:
+    path = tmp_path / "access.log"
+    path.write_text(COMBINED + COMMON, encoding="utf-8")
+    with path.open(encoding="utf-8") as lines:
+        assert len(core.read_log(lines, str(path)).entries) == 2
+
+
+def test_read_log_refuses_what_is_not_a_log(core: ModuleType) -> None:
+    problem = r"access.log: not an access log \(no line is in the log format\)"
+    with pytest.raises(core.BadLogError, match=problem):
+        core.read_log(["not a request\n", "\n", "{}\n"], "access.log")
+
+
+def test_summarise_a_known_sample(core: ModuleType) -> None:
+    classes = {"1xx": 0, "2xx": 2, "3xx": 0, "4xx": 1, "5xx": 1}
+    assert core.summarise(entries(core)) == core.LogStats(requests=4, status_classes=classes)
+
+
+def test_the_status_classes_add_up_to_the_requests(core: ModuleType) -> None:
+    """Regression: a 101 (a WebSocket upgrade) counted as a request but in no status class."""
+    lines = [COMMON.replace(" 204 ", f" {status} ") for status in (101, 200, 301, 404, 503, 599)]
+    stats = core.summarise(core.read_log(lines, "log").entries)
+    assert stats.status_classes == {"1xx": 1, "2xx": 1, "3xx": 1, "4xx": 1, "5xx": 2}
+    assert sum(stats.status_classes.values()) == stats.requests == 6
+    not_a_status = COMMON.replace(" 204 ", " 000 ")
+    assert core.read_log([COMMON, not_a_status], "log").skipped == 1
+
+
+def test_top_counts_most_requests_first(core: ModuleType) -> None:
+    assert core.top_counts(entries(core), "path", 1) == [core.Count("/", 3)]
+    by_status = core.top_counts(entries(core), "status", 10)
+    assert by_status == [core.Count("200", 2), core.Count("503", 1), core.Count("404", 1)]
+
+
+def test_the_demo_log_is_a_log(core: ModuleType) -> None:
+    """Every line of the built-in demo parses, in both lessons alike."""
+    assert core.DEMO_LOG == cli_click.DEMO_LOG
+    log = core.read_log(core.DEMO_LOG, "the demo")
+    assert (len(log.entries), log.skipped) == (len(core.DEMO_LOG), 0)
+
+
+# --- run(), in-process ---------------------------------------------------------------------------
 
 # Every kind of bad argument, with what the one-line message must name ("LOG" is a real log file).
 BAD_ARGUMENTS = [
@@ -50,9 +146,6 @@ def log(tmp_path: Path) -> Path:
 
 def with_log(args: list[str], log: Path) -> list[str]:
     return [str(log) if arg == "LOG" else arg for arg in args]
-
-
-# --- run(), in-process ---------------------------------------------------------------------------
 
 
 def test_json_is_one_object_on_stdout(invoke: Invoke, log: Path) -> None:

@@ -45,6 +45,10 @@ SERVICE_LESSONS = {
     "celery_pipeline",
     "celery_redelivery",  # split from celery_pipeline: late acks and a killed worker, survived
     "celery_workflows",  # split from celery_pipeline: chain, group and chord on a real worker
+    # Not a service, but it supervises process trees as one does (uv lock, the tests, builds): it
+    # writes a project, adapts the lesson's tests and proves both in eight Ctrl-C-safe steps. No
+    # split leaves graduate.py doing what issue 12 asks of it without an import between scripts.
+    "graduate",
 }
 MAX_SERVICE_LINES = 450
 PATTERN_LINES = 6  # the Pattern paragraph of the docstring: what it is and why it works
@@ -253,6 +257,22 @@ def click_commands() -> list[tuple[str, click.Command]]:
 
 COMMANDS = click_commands()
 CLICK_LESSONS = sorted({label.split()[0] for label, _ in COMMANDS})
+
+
+@pytest.mark.parametrize("name", CLICK_LESSONS)
+def test_its_tests_can_leave_with_it(name: str) -> None:
+    """graduate.py packages a click lesson with its test module and conftest alone, so that
+    module imports no other lesson and no other test module (lessons tested together:
+    test_lessons_together.py)."""
+    tree = ast.parse((ROOT / "tests" / f"test_{name}.py").read_text(encoding="utf-8"))
+    imported = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            imported.update(alias.name.split(".")[0] for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            imported.add(node.module.split(".")[0])
+    ours = set(NAMES) | {path.stem for path in (ROOT / "tests").glob("test_*.py")}
+    assert imported & ours <= {name}
 
 
 @pytest.mark.parametrize("name", CLICK_LESSONS)

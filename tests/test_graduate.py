@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 import graduate
-from conftest import SCRIPTS_DIR, Invocation, ScriptRunner, ends_by
+from conftest import ROOT, SCRIPTS_DIR, Invocation, ScriptRunner, ends_by
 
 Invoke = Callable[..., Invocation]
 STEPS = [
@@ -79,7 +79,7 @@ def test_a_block_without_a_date_leaves_the_lock_undated(tmp_path: Path) -> None:
     lesson = graduate.read_lesson(lesson_file(tmp_path, BLOCK + "def main() -> None: ...\n"))
     assert (lesson.requires_python, lesson.dependencies) == (">=3.12", ["click>=8"])
     assert (lesson.exclude_newer, lesson.summary) == (None, "lesson")
-    assert "[tool.uv]" not in graduate.project_files(lesson, "tool")["pyproject.toml"]
+    assert "[tool.uv]" not in graduate.project_files(lesson, "tool", {})["pyproject.toml"]
 
 
 @pytest.mark.parametrize(
@@ -97,7 +97,8 @@ def test_a_missing_or_broken_block_is_an_error(tmp_path: Path, text: str, proble
 
 def test_the_project_files() -> None:
     lesson = graduate.read_lesson(SCRIPTS_DIR / "cli_click.py")
-    files = graduate.project_files(lesson, "logtool")
+    tests = graduate.read_tests(SCRIPTS_DIR / "cli_click.py")
+    files = graduate.project_files(lesson, "logtool", tests)
     assert sorted(files) == [
         "README.md",
         "pyproject.toml",
@@ -105,6 +106,7 @@ def test_the_project_files() -> None:
         "src/logtool/__main__.py",
         "src/logtool/cli_click.py",
         "src/logtool/py.typed",
+        "tests/conftest.py",
         "tests/test_cli_click.py",
     ]
     project = tomllib.loads(files["pyproject.toml"])
@@ -113,24 +115,73 @@ def test_the_project_files() -> None:
     assert project["project"]["requires-python"] == ">=3.11"
     assert project["project"]["dependencies"] == ["click", "rich"]
     assert project["project"]["scripts"] == {"logtool": "logtool.__main__:main"}
-    assert project["dependency-groups"] == {"dev": ["pytest", "ruff"]}
+    dev = project["dependency-groups"]["dev"]
+    assert {"pytest", "ruff", "structlog"} <= set(dev)  # structlog: conftest imports it
+    assert not {"click", "rich", "cli-click", "logtool", "conftest", "json"} & set(dev)
     assert project["build-system"]["build-backend"] == "uv_build"
     assert project["tool"]["uv"]["exclude-newer"] == "2026-11-20T00:00:00Z"
     assert "from logtool.cli_click import main" in files["src/logtool/__main__.py"]
-    assert "from logtool import cli_click" in files["tests/test_cli_click.py"]
+    assert files["tests/conftest.py"] == (ROOT / "tests" / "conftest.py").read_text(
+        encoding="utf-8"
+    )
+    module = files["tests/test_cli_click.py"]
+    assert "\nfrom logtool import cli_click\n" in module
+    assert "\nimport cli_click\n" not in module
     assert "2026-11-20" in files["README.md"]
     for path, text in files.items():
         if path.endswith(".py"):
             compile(text, path, "exec")
 
 
+@pytest.mark.parametrize(
+    ("line", "expected"),
+    [
+        ("import lesson", "from pkg import lesson"),
+        ("import lesson as x", "from pkg import lesson as x"),
+        ("from lesson import A, b", "from pkg.lesson import A, b"),
+        ("import lesson_two", "import lesson_two"),  # another module
+        ("from lessons import A", "from lessons import A"),
+        ("    import lesson", "    import lesson"),  # not a top-level import: left as it is
+        ('"""About the lesson."""', '"""About the lesson."""'),
+    ],
+)
+def test_the_tests_import_the_package(line: str, expected: str) -> None:
+    text = f"import json\n{line}\n"
+    assert graduate.importing_the_package(text, "lesson", "pkg") == f"import json\n{expected}\n"
+
+
+def test_the_dev_group_is_what_the_tests_import_and_the_package_lacks() -> None:
+    lesson = graduate.Lesson(
+        "lesson", "", ">=3.11", ["opentelemetry-sdk>=1", "Prometheus_Client", "click"], None, ""
+    )
+    tests = [
+        "import json\nimport hypothesis.strategies as st\nfrom conftest import runner\n",
+        "from pkg.lesson import x\nimport opentelemetry.trace\nfrom prometheus_client import C\n",
+        "def f() -> None:\n    import yaml\n    from click import echo\n",
+    ]
+    assert graduate.dev_group(tests, lesson, "pkg") == ["hypothesis", "pytest", "ruff", "yaml"]
+
+
+def test_the_tests_are_read_beside_the_scripts(tmp_path: Path) -> None:
+    (tmp_path / "scripts").mkdir()
+    (tmp_path / "tests").mkdir()
+    script = lesson_file(tmp_path / "scripts", BLOCK)
+    with pytest.raises(ValueError, match="no tests at"):
+        graduate.read_tests(script)
+    (tmp_path / "tests" / "test_lesson.py").write_text("import lesson\n", encoding="utf-8")
+    assert graduate.read_tests(script) == {"test_lesson.py": "import lesson\n"}
+    (tmp_path / "tests" / "conftest.py").write_text("import pytest\n", encoding="utf-8")
+    assert sorted(graduate.read_tests(script)) == ["conftest.py", "test_lesson.py"]
+
+
 def test_the_copied_module_reports_the_packages_version() -> None:
     """Regression: `logtool --version` said `cli_click, version 1.0.0`, the lesson's own."""
     lesson = graduate.read_lesson(SCRIPTS_DIR / "cli_click.py")
-    module = graduate.project_files(lesson, "logtool")["src/logtool/cli_click.py"]
+    module = graduate.project_files(lesson, "logtool", {})["src/logtool/cli_click.py"]
     old = '@click.version_option("1.0.0", prog_name="cli_click")'
     assert old in lesson.code
-    assert module == lesson.code.replace(old, '@click.version_option(package_name="logtool")')
+    new = '@click.version_option(package_name="logtool", prog_name="logtool")'
+    assert module == lesson.code.replace(old, new)
 
 
 # --- bad input, in-process -----------------------------------------------------------------------
@@ -152,6 +203,25 @@ def test_a_script_without_a_good_block_is_refused(
 ) -> None:
     message = invoke(graduate.run, str(lesson_file(tmp_path, text))).assert_usage_error(argument)
     assert "'SCRIPT'" in message
+
+
+@pytest.mark.parametrize(
+    ("tests", "problem"),
+    [(None, "no tests at"), ("def broken(:\n", "its tests: invalid syntax")],
+    ids=["none", "not Python"],
+)
+def test_a_script_without_tests_to_prove_it_is_refused(
+    invoke: Invoke, tmp_path: Path, tests: str | None, problem: str
+) -> None:
+    (tmp_path / "scripts").mkdir()
+    (tmp_path / "tests").mkdir()
+    script = lesson_file(tmp_path / "scripts", BLOCK + "def main() -> None: ...\n")
+    if tests is not None:
+        (tmp_path / "tests" / "test_lesson.py").write_text(tests, encoding="utf-8")
+    project = tmp_path / "project"
+    message = invoke(graduate.run, str(script), "--to", str(project)).assert_usage_error("'SCRIPT'")
+    assert problem in message
+    assert not project.exists()  # refused before anything is written
 
 
 @pytest.mark.parametrize(
@@ -221,10 +291,19 @@ def test_a_table_for_people(
     monkeypatch.setenv("COLUMNS", "200")
     result = invoke(graduate.run, "--to", str(tmp_path))
     assert result.code == 0, result.stderr
-    assert f"7 files written to {tmp_path}" in result.stdout
+    assert f"8 files written to {tmp_path}" in result.stdout
     row = next(line for line in result.stdout.splitlines() if "quick" in line)
     assert [cell.strip() for cell in row.split("│")][1:3] == ["quick", "ok"]
     assert (tmp_path / "src" / "starter" / "starter.py").is_file()
+
+
+def test_a_step_can_be_interrupted_itself(tmp_path: Path) -> None:
+    """Regression: SIGINT was blocked while a step started, and the step inherited the mask, so
+    the lessons' own Ctrl-C tests, run in a graduated project, never saw their SIGINT."""
+    step = graduate.run_step("mask", ["grep", "SigBlk", "/proc/self/status"], tmp_path, {})
+    blocked = int(step.last_line.split()[-1], 16)
+    assert step.ok
+    assert not blocked & 1 << (signal.SIGINT - 1), step.last_line
 
 
 def test_ctrl_c_ends_the_step_and_all_it_started(tmp_path: Path) -> None:
@@ -271,7 +350,10 @@ def test_cli_click_graduates_into_logtool(invoke: Invoke, tmp_path: Path) -> Non
     assert [step["name"] for step in report["steps"]] == [s.format("logtool") for s in STEPS]
     assert all(step["ok"] for step in report["steps"]), report
     assert all(0 <= step["seconds"] < 300 for step in report["steps"])
-    assert len(report["files"]) == 7
+    assert len(report["files"]) == 8
+    lesson_tests = (ROOT / "tests" / "test_cli_click.py").read_text(encoding="utf-8")
+    ours = (project / "tests" / "test_cli_click.py").read_text(encoding="utf-8")
+    assert ours == graduate.importing_the_package(lesson_tests, "cli_click", "logtool")
     assert (project / "uv.lock").is_file()
     assert (project / "dist" / "logtool-0.1.0-py3-none-any.whl").is_file()
     assert (project / "notes.txt").read_text(encoding="utf-8") == "kept"
