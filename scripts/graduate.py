@@ -124,7 +124,8 @@ def dev_group(tests: Sequence[str], lesson: Lesson, name: str) -> list[str]:
         brought.add(distribution(requirement).split("-")[0])  # opentelemetry-sdk: opentelemetry
     local = {name, "conftest", *sys.stdlib_module_names}
     needed = {"pytest", "ruff"}
-    for node in [node for text in tests for node in ast.walk(ast.parse(text))]:
+    nodes = [node for text in tests for node in ast.walk(ast.parse(text))]
+    for node in nodes:
         if isinstance(node, ast.Import):
             modules = [alias.name for alias in node.names]
         elif isinstance(node, ast.ImportFrom) and node.module:
@@ -139,7 +140,7 @@ def dev_group(tests: Sequence[str], lesson: Lesson, name: str) -> list[str]:
 
 def project_files(lesson: Lesson, name: str, tests: Mapping[str, str]) -> dict[str, str]:
     """Every file of the project, by its path from the project's root; `tests` by file name."""
-    tests = {
+    adapted = {
         f"tests/{file}": importing_the_package(text, lesson.stem, name)
         for file, text in tests.items()
     }
@@ -155,7 +156,7 @@ dependencies = {json.dumps(lesson.dependencies)}
 {name} = "{name}.__main__:main"
 
 [dependency-groups]
-dev = {json.dumps(dev_group(list(tests.values()), lesson, name))}
+dev = {json.dumps(dev_group(list(adapted.values()), lesson, name))}
 
 [build-system]
 requires = ["{BACKEND}"]
@@ -166,6 +167,7 @@ build-backend = "uv_build"
     readme = f"""# {name}
 
 {lesson.summary} From `scripts/{lesson.stem}.py`, by graduate.py: `uv run {name} --help`.
+tests/ holds the lesson's own tests, importing the package: `uv run pytest`.
 uv.lock holds nothing newer than {lesson.exclude_newer or "its day"} (`[tool.uv] exclude-newer`):
 move it and `uv lock --upgrade`. Data files: src/{name}/ via importlib.resources, not `__file__`.
 """
@@ -181,7 +183,7 @@ move it and `uv lock --upgrade`. Data files: src/{name}/ via importlib.resources
         f"src/{name}/py.typed": "",
         f"src/{name}/__main__.py": entry + '\nif __name__ == "__main__":\n    main()\n',
         f"src/{name}/{lesson.stem}.py": module,
-        **tests,
+        **adapted,
     }
 
 

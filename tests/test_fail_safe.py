@@ -141,9 +141,9 @@ def test_refuses_to_swallow_exception_itself_or_what_must_propagate(
 
 @pytest.mark.parametrize("mode", MODES)
 def test_logs_what_it_swallowed(mode: str, caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.WARNING, logger="fail_safe")
+    caplog.set_level(logging.WARNING, logger=fail_safe.log.name)
     call_all([httpx.ReadTimeout("timed out\nsecond line"), 2.0, OSError("reset")], mode)
-    records = [record for record in caplog.records if record.name == "fail_safe"]
+    records = [record for record in caplog.records if record.name == fail_safe.log.name]
     assert [record.levelno for record in records] == [logging.WARNING, logging.WARNING]
     first, second = (record.getMessage() for record in records)
     assert first == "rate failed, ReadTimeout: timed out; serving the default value"
@@ -154,9 +154,11 @@ def test_logs_what_it_swallowed(mode: str, caplog: pytest.LogCaptureFixture) -> 
 def test_logs_an_error_with_no_message_by_its_type(
     mode: str, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.WARNING, logger="fail_safe")
+    caplog.set_level(logging.WARNING, logger=fail_safe.log.name)
     call_all([TimeoutError()], mode)  # as asyncio.timeout raises it
-    messages = [record.getMessage() for record in caplog.records if record.name == "fail_safe"]
+    messages = [
+        record.getMessage() for record in caplog.records if record.name == fail_safe.log.name
+    ]
     assert messages == ["rate failed, TimeoutError; serving the default value"]
 
 

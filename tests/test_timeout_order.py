@@ -148,7 +148,7 @@ def test_an_async_timeout_says_what_it_waited_for() -> None:
 
 
 def test_spans_are_named_as_the_table_names_the_runs(caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.INFO, logger="timeout_order")
+    caplog.set_level(logging.INFO, logger=timeout_order.log.name)
 
     async def answer() -> str:
         return "ok"
@@ -198,7 +198,7 @@ def test_an_interrupt_or_a_bug_is_never_retried(clock: FakeClock, error: BaseExc
 
 
 def test_traced_logs_each_outcome_sync_and_async(caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.INFO, logger="timeout_order")
+    caplog.set_level(logging.INFO, logger=timeout_order.log.name)
 
     @traced
     def ok(x: int, *, y: int = 1) -> int:
@@ -211,7 +211,7 @@ def test_traced_logs_each_outcome_sync_and_async(caplog: pytest.LogCaptureFixtur
     assert ok(1, y=2) == 3
     with pytest.raises(httpx.ConnectError):
         asyncio.run(fails())
-    messages = [r.getMessage() for r in caplog.records if r.name == "timeout_order"]
+    messages = [r.getMessage() for r in caplog.records if r.name == timeout_order.log.name]
     assert [message.rsplit(" after ", 1)[0] for message in messages] == [
         "ok: ok",
         "fails: ConnectError",
