@@ -14,13 +14,13 @@ Pattern:       The script's PEP 723 block already says what a project needs: Pyt
                and the exclude-newer date (the lock's cut-off). Write them into pyproject.toml (an
                entry point at the CLI's main(), the uv_build backend), the code into src/<name>/,
                the lesson's tests into tests/, importing the package (their imports: the dev group),
-               then prove it as CI would: lock, sync, --help, the tests, build, and the wheel,
+               then prove it as CI would: lock, sync, --help, the tests, ruff, build, and the wheel,
                installed in a fresh environment, runs the command.
 When to use:   A copied script that grew: others install it, it needs tests, a version, a release.
 When not to:   A script you run now and then: its block is already a reproducible environment.
 Run:           uv run scripts/graduate.py            (starter.py, into a temporary directory)
                uv run scripts/graduate.py scripts/cli_click.py --to /tmp/logtool --name logtool
-Try it:        The default run: eight steps ok; uv build takes milliseconds (uv's own backend).
+Try it:        The default run: ten steps ok; uv build takes milliseconds (uv's own backend).
                --to a project made before: exit 2 until --force; in it, `uv run logtool --help`.
 """
 
@@ -29,13 +29,14 @@ import json
 import keyword
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
 import tempfile
 import time
 import tomllib
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,6 +52,8 @@ VERSION = "0.1.0"  # a first release: the copied module's --version reads it fro
 VERSION_OPTION = re.compile(r"click\.version_option\([^()]*\)")  # the lesson's own version
 STEP_TIMEOUT_S = 600.0  # a cold cache downloads every wheel: generous, yet no step hangs for ever
 BACKEND = "uv_build>=0.13.9,<0.14"  # holding uv's version, uv builds with its own: no download
+RUFF_SRC = re.compile(r"(?m)^src = .*$")  # where ruff looks for first-party code: scripts/ no more
+IGNORED = ".venv/\n__pycache__/\ndist/\n"  # what uv and Python make in a project, never committed
 
 
 @dataclass(frozen=True)
@@ -91,24 +94,36 @@ def read_lesson(path: Path) -> Lesson:
     return Lesson(path.stem, summary, requires, block.get("dependencies", []), date, code)
 
 
-def read_tests(script: Path) -> dict[str, str]:
-    """The lesson's tests where the collection keeps them (tests/ beside scripts/), by file name:
-    its test module, and the conftest with the fixtures it uses; else ValueError."""
-    module = script.resolve().parent.parent / "tests" / f"test_{script.stem}.py"
+def imported_modules(source: str, filename: str) -> set[str]:
+    """The top-level names of every module a Python source imports, anywhere in it."""
+    modules = set()
+    for node in ast.walk(ast.parse(source, filename)):
+        if isinstance(node, ast.Import):
+            modules.update(alias.name.split(".")[0] for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            modules.add(node.module.split(".")[0])
+    return modules
+
+
+def read_tests(tests: Path, stem: str) -> dict[str, str]:
+    """The lesson's tests in a tests folder, by path in the project: its test module, the conftest
+    and the helper modules it imports from there; else ValueError (or SyntaxError)."""
+    module = tests / f"test_{stem}.py"
     if not module.is_file():
         raise ValueError(f"no tests at {module}, and the tests are what prove the package")
-    tests = {module.name: module.read_text(encoding="utf-8")}
-    conftest = module.with_name("conftest.py")
-    if conftest.is_file():
-        tests[conftest.name] = conftest.read_text(encoding="utf-8")
-    return tests
+    found = {module.name: module.read_text(encoding="utf-8")}
+    for helper in sorted(imported_modules(found[module.name], module.name) | {"conftest"}):
+        if (tests / f"{helper}.py").is_file():  # a fixture or helper module beside it
+            found[f"{helper}.py"] = (tests / f"{helper}.py").read_text(encoding="utf-8")
+    return {f"tests/{file}": text for file, text in found.items()}
 
 
 def importing_the_package(test: str, stem: str, name: str) -> str:
-    """A test file, made to test the package: `from x import` becomes `from name.x import`, then
-    `import x` becomes `from name import x` (`as y` kept)."""
-    test = re.sub(rf"(?m)^from {stem} import", f"from {name}.{stem} import", test)
-    return re.sub(rf"(?m)^import {stem}\b", f"from {name} import {stem}", test)
+    """A test file, made to test the package: `import x` becomes `import name.x as x` (still an
+    `import` line: isort's order holds), `from x import` becomes `from name.x import`."""
+    test = re.sub(rf"(?m)^import {stem}$", f"import {name}.{stem} as {stem}", test)
+    test = re.sub(rf"(?m)^import {stem} as ", f"import {name}.{stem} as ", test)
+    return re.sub(rf"(?m)^from {stem} import", f"from {name}.{stem} import", test)
 
 
 def distribution(requirement: str) -> str:
@@ -116,34 +131,28 @@ def distribution(requirement: str) -> str:
     return re.sub(r"[-_.]+", "-", re.split(r"[^\w.-]", requirement)[0]).lower()
 
 
-def dev_group(tests: Sequence[str], lesson: Lesson, name: str) -> list[str]:
-    """pytest, ruff, and the distributions the tests import that the package does not bring."""
+def dev_group(tests: Mapping[str, str], lesson: Lesson, name: str) -> list[str]:
+    """pytest, ruff, and the distributions the tests import that the package does not bring. An
+    import named otherwise than its distribution (yaml: PyYAML) is for the author to add."""
     brought = set()
     for requirement in lesson.dependencies:
         brought.add(distribution(requirement))
         brought.add(distribution(requirement).split("-")[0])  # opentelemetry-sdk: opentelemetry
-    local = {name, "conftest", *sys.stdlib_module_names}
+    local = {name, *(Path(path).stem for path in tests), *sys.stdlib_module_names}
     needed = {"pytest", "ruff"}
-    nodes = [node for text in tests for node in ast.walk(ast.parse(text))]
-    for node in nodes:
-        if isinstance(node, ast.Import):
-            modules = [alias.name for alias in node.names]
-        elif isinstance(node, ast.ImportFrom) and node.module:
-            modules = [node.module]
-        else:
-            continue
-        for top in (module.split(".")[0] for module in modules):
-            if top not in local and distribution(top) not in brought:
-                needed.add(distribution(top))
+    for path, text in tests.items():
+        for module in imported_modules(text, path) - local:
+            if distribution(module) not in brought:
+                needed.add(distribution(module))
     return sorted(needed)
 
 
-def project_files(lesson: Lesson, name: str, tests: Mapping[str, str]) -> dict[str, str]:
-    """Every file of the project, by its path from the project's root; `tests` by file name."""
-    adapted = {
-        f"tests/{file}": importing_the_package(text, lesson.stem, name)
-        for file, text in tests.items()
-    }
+def project_files(
+    lesson: Lesson, name: str, tests: Mapping[str, str], ruff: str | None
+) -> dict[str, str]:
+    """Every file of the project, by its path from its root: `tests` as read_tests gives them, and
+    the lint rules (ruff.toml) the lesson was written to, if any."""
+    adapted = {path: importing_the_package(text, lesson.stem, name) for path, text in tests.items()}
     toml = f"""[project]
 name = "{name}"
 version = "{VERSION}"
@@ -156,7 +165,7 @@ dependencies = {json.dumps(lesson.dependencies)}
 {name} = "{name}.__main__:main"
 
 [dependency-groups]
-dev = {json.dumps(dev_group(list(adapted.values()), lesson, name))}
+dev = {json.dumps(dev_group(adapted, lesson, name))}
 
 [build-system]
 requires = ["{BACKEND}"]
@@ -169,55 +178,66 @@ build-backend = "uv_build"
 {lesson.summary} From `scripts/{lesson.stem}.py`, by graduate.py: `uv run {name} --help`.
 tests/ holds the lesson's own tests, importing the package: `uv run pytest`.
 uv.lock holds nothing newer than {lesson.exclude_newer or "its day"} (`[tool.uv] exclude-newer`):
-move it and `uv lock --upgrade`. Data files: src/{name}/ via importlib.resources, not `__file__`.
+move it and `uv lock --upgrade`. Data files, if you add any: in src/{name}/, read through
+`importlib.resources.files("{name}")`, never beside `__file__`.
 """
     module = VERSION_OPTION.sub(
         f'click.version_option(package_name="{name}", prog_name="{name}")', lesson.code
     )
     entry = f'"""`python -m {name}` and the `{name}` command."""\n\n'
     entry += f"from {name}.{lesson.stem} import main\n"
-    return {
+    files = {
         "pyproject.toml": toml,
         "README.md": readme,
-        f"src/{name}/__init__.py": f'"""{lesson.summary}"""\n',
+        ".gitignore": IGNORED,
+        f"src/{name}/__init__.py": f'"""The `{name}` package: see {lesson.stem}.py."""\n',
         f"src/{name}/py.typed": "",
         f"src/{name}/__main__.py": entry + '\nif __name__ == "__main__":\n    main()\n',
         f"src/{name}/{lesson.stem}.py": module,
         **adapted,
     }
+    if ruff is not None:
+        files["ruff.toml"] = RUFF_SRC.sub('src = ["src", "tests"]', ruff)
+    return files
 
 
-def run_step(name: str, command: Sequence[str], cwd: Path, env: Mapping[str, str]) -> Step:
-    """Run one command in a process group of its own; on Ctrl-C, end the whole group first."""
-    started = time.perf_counter()
-    held: list[int] = []  # a Ctrl-C while the step starts waits until it can stop the step
-    stopping = signal.signal(signal.SIGINT, lambda signum, frame: held.append(signum))
-    try:  # not a blocked SIGINT: the step's processes would inherit the mask, and ignore Ctrl-C
-        proc = subprocess.Popen(  # noqa: S603 - the commands are the proof steps, built below
-            command,
-            cwd=cwd,
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            start_new_session=True,  # a group of its own: Ctrl-C is ours to pass on, all at once
-        )
-    except BaseException:
-        signal.signal(signal.SIGINT, stopping)
-        raise
-    with proc:  # on the way out, however it goes: the pipe closed, the process reaped
+def run_step(
+    name: str,
+    command: Sequence[str],
+    cwd: Path,
+    env: Mapping[str, str],
+    started: Callable[[int], None] | None = None,
+) -> Step:
+    """Run one command in a process group of its own, which ends with it however it ends.
+
+    `started` is told the group's id at once (the caller's Ctrl-C policy can end it from there).
+    A step past STEP_TIMEOUT_S raises subprocess.TimeoutExpired, its group ended first."""
+    begun = time.perf_counter()
+    with subprocess.Popen(  # noqa: S603 - the commands are the proof steps, built below
+        command,
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,  # a group of its own: the step's processes, ended all at once
+    ) as proc:  # on the way out, however it goes: the pipe closed, the process reaped
         try:
-            signal.signal(signal.SIGINT, stopping)
-            if held:
-                signal.raise_signal(signal.SIGINT)  # the Ctrl-C held while the step started
+            if started is not None:
+                started(proc.pid)
             output, _ = proc.communicate(timeout=STEP_TIMEOUT_S)
-        except BaseException:  # Ctrl-C, or a step that hangs: none of its processes outlives it
-            with suppress(ProcessLookupError):  # the group is gone already
-                os.killpg(proc.pid, signal.SIGKILL)  # uv and all it started (its cache survives)
+        except BaseException:  # a step that hangs, or an exception: none of its processes stays
+            end_group(proc.pid)
             proc.wait()  # Popen's own exit waits only 0.25 s after a Ctrl-C
             raise
     lines = output.strip().splitlines() or ["(no output)"]
-    return Step(name, proc.returncode == 0, round(time.perf_counter() - started, 2), lines[-1])
+    return Step(name, proc.returncode == 0, round(time.perf_counter() - begun, 2), lines[-1])
+
+
+def end_group(pgid: int) -> None:
+    """SIGKILL a step's process group: uv and all it started (uv's cache survives it)."""
+    with suppress(ProcessLookupError):  # the group is gone already
+        os.killpg(pgid, signal.SIGKILL)
 
 
 def proof_steps(project: Path, name: str, venv: Path, date: str | None) -> list[tuple[str, list]]:
@@ -229,6 +249,8 @@ def proof_steps(project: Path, name: str, venv: Path, date: str | None) -> list[
         ("uv sync", ["uv", "sync"]),
         (f"{name} --help", ["uv", "run", "--frozen", name, "--help"]),
         ("pytest", ["uv", "run", "--frozen", "pytest", "-q"]),
+        ("ruff check", ["uv", "run", "--frozen", "ruff", "check"]),
+        ("ruff format --check", ["uv", "run", "--frozen", "ruff", "format", "--check"]),
         ("uv build", ["uv", "build"]),
         ("uv venv", ["uv", "venv", str(venv)]),
         ("install wheel", ["uv", "pip", "install", "--python", str(venv), *newer, str(wheel)]),
@@ -239,47 +261,82 @@ def proof_steps(project: Path, name: str, venv: Path, date: str | None) -> list[
 # --- Demo plumbing -------------------------------------------------------------------------------
 NAME = re.compile(r"[a-z][a-z0-9_]*")  # one word for the project, the package and the command
 LEFT_OUT = ("VIRTUAL_ENV", "PYTHONPATH")  # the caller's; the steps run in the project's alone
-
-
-def interrupt_once(signum: int, frame: object) -> None:
-    """The first Ctrl-C stops the step; uv passes a second one on, which must not cut the stop."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    raise KeyboardInterrupt
+REPLACED = ("src", "tests", "dist")  # what --force clears first: no old module or test stays
 
 
 def prove(project: Path, name: str, exclude_newer: str | None, scratch: Path) -> list[Step]:
-    """Run the proof steps until one fails; Ctrl-C says how far they got."""
+    """Run the proof steps until one fails. Ctrl-C ends the running step's group and says how far
+    the steps got; a second Ctrl-C (uv passes one on) changes nothing."""
     steps: list[Step] = []
+    running: list[int] = []  # the process group of the step that runs now
+    pressed: list[int] = []
+
+    def stop(signum: int, frame: object) -> None:  # no exception: nothing is cut half-way
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        pressed.append(signum)
+        for pgid in running:
+            end_group(pgid)
+
+    def started(pgid: int) -> None:
+        running[:] = [pgid]
+        if pressed:  # Ctrl-C came while the step was starting
+            end_group(pgid)
+
     env = {key: value for key, value in os.environ.items() if key not in LEFT_OUT}
     env["UV_PYTHON_DOWNLOADS"] = "never"
     plan = proof_steps(project, name, scratch / "venv", exclude_newer)
-    previous = signal.signal(signal.SIGINT, interrupt_once)
+    previous = signal.signal(signal.SIGINT, stop)
     try:
         for label, command in plan:
-            click.echo(f"running {label}", err=True)
-            steps.append(run_step(label, command, project, env))
-            if not steps[-1].ok:
+            if pressed:
                 break
+            click.echo(f"running {label}", err=True)
+            step = run_step(label, command, project, env, started)
+            if pressed:  # the step was ended, not failed
+                break
+            steps.append(step)
+            if not step.ok:
+                break
+        if pressed:
+            done = f"{len(steps)} of {len(plan)} steps done"
+            raise click.Abort(f"interrupted: {done}, no step left running")
     except subprocess.TimeoutExpired as err:
         steps.append(Step(label, False, err.timeout, f"no result after {err.timeout:g} s"))
-    except KeyboardInterrupt:
-        done = f"{len(steps)} of {len(plan)} steps done"
-        raise click.Abort(f"interrupted: {done}, no step left running") from None
     finally:
         signal.signal(signal.SIGINT, previous)
     return steps
 
 
-def show(target: Path, files: Sequence[str], steps: Sequence[Step], as_json: bool) -> None:
-    if as_json:
-        rows = [{"name": step.name, "ok": step.ok, "seconds": step.seconds} for step in steps]
-        click.echo(json.dumps({"project": str(target), "files": list(files), "steps": rows}))
-        return
-    title = f"{len(files)} files written to {target}"
+def name_problem(name: str, lesson: Lesson, tests: Mapping[str, str]) -> str | None:
+    """Why `name` cannot name the project, package and command, if it cannot."""
+    needs = {dist.replace("-", "_") for dist in dev_group(tests, lesson, lesson.stem)}
+    needs.update(distribution(dep).replace("-", "_") for dep in lesson.dependencies)
+    if not NAME.fullmatch(name):
+        return "must be snake_case: a-z, 0-9 and _, starting with a letter"
+    if keyword.iskeyword(name):
+        return "is a Python keyword"
+    if name in sys.stdlib_module_names:
+        return "is a standard library module: importing it would find the package"
+    if name in needs:
+        return "is a package the project or its tests need"
+    if name in {"tests", *(Path(path).stem for path in tests)}:
+        return "is a module of the tests"
+    return None
+
+
+def show(target: Path, files: Sequence[str], steps: Sequence[Step], kept: bool) -> None:
+    where = str(target) if kept else f"{target} (temporary, removed)"
+    title = f"{len(files)} files written to {where}"
     table = Table("step", "result", "seconds", title=title, min_width=len(title))  # on one line
     for step in steps:
         table.add_row(step.name, "ok" if step.ok else "FAILED", f"{step.seconds:.2f}")
     Console().print(table)
+
+
+def report(target: Path, files: Sequence[str], steps: Sequence[Step], kept: bool) -> None:
+    rows = [{"name": step.name, "ok": step.ok, "seconds": step.seconds} for step in steps]
+    result = {"project": str(target), "kept": kept, "files": list(files), "steps": rows}
+    click.echo(json.dumps(result))
 
 
 # --- CLI -----------------------------------------------------------------------------------------
@@ -292,39 +349,43 @@ PROJECT = click.Path(file_okay=False, path_type=Path)  # a file there: exit 2, n
 @click.argument("script", type=LESSON, metavar="SCRIPT", default=STARTER)
 @click.option("--to", "target", type=PROJECT, help="The project's directory (default: temporary).")
 @click.option("--name", help="The project's, package's and command's name (default: SCRIPT's).")
-@click.option("--force", is_flag=True, help="Write into --to even if it is not empty.")
+@click.option(
+    "--force", is_flag=True, help="Write into a non-empty --to, replacing src/, tests/ and dist/."
+)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of a table.")
 def cli(script: Path, target: Path | None, name: str | None, force: bool, as_json: bool) -> None:
     """Turn SCRIPT, a lesson with a click CLI, into a package, and prove the package works."""
+    collection = script.resolve().parent.parent  # scripts/, and tests/ and ruff.toml beside it
     try:
         lesson = read_lesson(script)
-    except ValueError as err:  # no block, a broken one, or not UTF-8 text
+        tests = read_tests(collection / "tests", script.stem)
+    except (ValueError, SyntaxError) as err:  # no block, a broken one, no tests, not UTF-8 text
         raise click.BadParameter(f"{script}: {err}", param_hint="'SCRIPT'") from err
     name = name or script.stem
-    dependencies = {distribution(dep).replace("-", "_") for dep in lesson.dependencies}
-    taken = dependencies | sys.stdlib_module_names  # json would hide the standard library's
-    if not NAME.fullmatch(name) or keyword.iskeyword(name) or name in taken:
-        rule = "must be snake_case, not a keyword, a standard library module or a dependency"
-        raise click.BadParameter(f"{name!r} {rule}", param_hint="'--name'")
+    problem = name_problem(name, lesson, tests)
+    if problem is not None:
+        raise click.BadParameter(f"{name!r} {problem}", param_hint="'--name'")
     if target is not None and target.exists() and any(target.iterdir()) and not force:
         raise click.BadParameter(f"{target} is not empty (add --force)", param_hint="'--to'")
-    try:
-        files = project_files(lesson, name, read_tests(script))
-    except ValueError as err:  # no tests where the collection keeps them
-        raise click.BadParameter(f"{script}: {err}", param_hint="'SCRIPT'") from err
-    except SyntaxError as err:  # the dev group is read from the tests' imports
-        raise click.BadParameter(f"its tests: {err}", param_hint="'SCRIPT'") from err
+    ruff = collection / "ruff.toml"
+    rules = ruff.read_text(encoding="utf-8") if ruff.is_file() else None
+    files = project_files(lesson, name, tests, rules)
     # a scratch directory: for the proof's fresh venv, and the project when no --to is given
     with tempfile.TemporaryDirectory(prefix="graduate-") as scratch:
         root = target or Path(scratch) / name
         try:
+            for folder in REPLACED:
+                shutil.rmtree(root / folder, ignore_errors=True)
             for relative, content in files.items():
                 (root / relative).parent.mkdir(parents=True, exist_ok=True)
                 (root / relative).write_text(content, encoding="utf-8")
         except OSError as err:  # under a file, or where no one may write
             raise click.BadParameter(f"{root}: {err.strerror}", param_hint="'--to'") from err
         steps = prove(root.resolve(), name, lesson.exclude_newer, Path(scratch))
-        show(root, sorted(files), steps, as_json)
+        if as_json:
+            report(root, sorted(files), steps, kept=target is not None)
+        else:
+            show(root, sorted(files), steps, kept=target is not None)
     if not steps[-1].ok:  # the steps stop at the first that fails
         raise click.ClickException(f"{steps[-1].name} failed: {steps[-1].last_line}")
 

@@ -3,13 +3,15 @@
 Every lesson test that starts a script goes through `ScriptRunner`, so the environment, the
 timeouts and the Ctrl-C procedure are the same for all of them. Bad arguments need no real process:
 `invoke` calls a lesson's `run(argv)` in this process (a subprocess costs ~0.7 s a case).
+
+This file imports only the standard library and pytest, because graduate.py copies it into every
+lesson's project. Helpers that need a library live in topic modules beside it, imported by the
+test modules that use them: redis_database.py, structlog_capture.py, asgi_elsewhere.py and
+tenacity_clock.py.
 """
 
 import asyncio
 import contextlib
-import contextvars
-import io
-import logging
 import os
 import queue
 import select
@@ -18,19 +20,13 @@ import subprocess
 import threading
 import time
 import tomllib
-import zlib
-from collections.abc import Awaitable, Callable, Generator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import ModuleType, SimpleNamespace
-from typing import IO, TextIO
+from types import ModuleType
+from typing import IO
 
-import httpx
 import pytest
-import redis
-import structlog
-import tenacity
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPTS_DIR = ROOT / "scripts"
@@ -310,55 +306,6 @@ def runner() -> ScriptRunner:
     return ScriptRunner()
 
 
-@pytest.fixture(scope="module")
-def redis_url(request: pytest.FixtureRequest) -> Generator[str]:
-    """A database of its own on the real Redis server that tests/run.py starts, emptied before and
-    after. Each module gets one of the server's 256 (by a hash of its name), so modules on
-    different xdist workers never share keys. Outside CI, without a server, these tests skip."""
-    server = os.environ.get("TEST_REDIS_URL")
-    if not server:
-        if os.environ.get("CI"):
-            pytest.fail("CI tests on Redis, but TEST_REDIS_URL is unset")
-        pytest.skip("no Redis server: run the suite through tests/run.py, which starts one")
-    url = f"{server}/{zlib.crc32(request.module.__name__.encode()) % 256}"
-    client = redis.Redis.from_url(url)
-    client.flushdb()
-    try:
-        yield url
-    finally:
-        client.flushdb()
-        client.close()
-
-
-@contextmanager
-def structlog_into(configure: Callable[[TextIO], None]) -> Generator[io.StringIO]:
-    """A lesson's logging pipeline, set up to write into a StringIO, and undone afterwards (the
-    root logger's handlers and level, structlog's defaults). Use it module-scoped: a lesson's
-    module-level logger is cached on first use and keeps the first stream it wrote to."""
-    root = logging.getLogger()
-    saved = (root.handlers[:], root.level)
-    sink = io.StringIO()
-    configure(sink)
-    try:
-        yield sink
-    finally:
-        structlog.reset_defaults()
-        root.handlers, root.level = saved[0], saved[1]
-
-
-class ElsewhereTransport(httpx.AsyncBaseTransport):
-    """An app in-process, as if in a process of its own: each request runs in a fresh, empty
-    context, so nothing of the caller's current span leaks into it; only the request's headers
-    can link them (the tracing lessons' service B)."""
-
-    def __init__(self, app: Callable[..., Awaitable[None]]) -> None:
-        self.asgi = httpx.ASGITransport(app)
-
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        call = self.asgi.handle_async_request(request)
-        return await asyncio.create_task(call, context=contextvars.Context())
-
-
 @pytest.fixture
 def invoke(capsys: pytest.CaptureFixture[str]) -> Callable[..., Invocation]:
     """Call a lesson's `run(argv) -> int` with the arguments given, capturing what it prints."""
@@ -387,24 +334,6 @@ class FakeClock:
     def sleep(self, seconds: float) -> None:
         self.sleeps.append(seconds)
         self.now += seconds
-
-
-@contextmanager
-def tenacity_reads(clock: FakeClock) -> Generator[None]:
-    """Make tenacity's own clock (RetryCallState timestamps) the fake one, for one call."""
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(tenacity, "time", SimpleNamespace(monotonic=clock))
-        yield
-
-
-@pytest.fixture
-def fake_time(monkeypatch: pytest.MonkeyPatch) -> FakeClock:
-    """For in-process CLI runs: tenacity's clock and its default sleep, both on a fake clock."""
-    clock = FakeClock()
-    monkeypatch.setattr(tenacity, "time", SimpleNamespace(monotonic=clock))
-    monkeypatch.setattr(tenacity.nap, "time", SimpleNamespace(sleep=clock.sleep))
-    monkeypatch.setenv("COLUMNS", "200")  # rich's table on one line per row
-    return clock
 
 
 # --- the cancellation lessons' shared check (each carries its own copy of the job) ----------------

@@ -12,7 +12,6 @@ from collections.abc import Callable
 import pytest
 
 import async_cancellation as lesson
-from async_cancellation import Tally
 from conftest import Invocation, ScriptRunner, check_a_cancelled_job_cleans_up, pool_of
 
 # --- the pattern ---------------------------------------------------------------------------------
@@ -24,7 +23,7 @@ def test_a_cancelled_job_releases_flushes_and_re_raises() -> None:
 
 def test_a_failed_job_releases_flushes_and_raises_its_error() -> None:
     flushed: list[float] = []
-    tally = Tally()
+    tally = lesson.Tally()
 
     async def sink(results: list[float]) -> None:
         flushed.extend(results)

@@ -12,6 +12,7 @@ import pytest
 
 import celery_pipeline as lesson
 from conftest import ROOT, ScriptRunner, ctrl_c_stops_the_worker
+from redis_database import redis_database
 
 pytestmark = [
     # kombu 5.7's SQLAlchemy models use lazy="noload", deprecated in SQLAlchemy 2.1.
@@ -19,6 +20,11 @@ pytestmark = [
     # Celery 5.7's Redis result backend calls setex, deprecated in redis-py 8.
     pytest.mark.filterwarnings("ignore:Call to deprecated setex:DeprecationWarning"),
 ]
+
+
+@pytest.fixture(scope="module")
+def redis_url(request: pytest.FixtureRequest) -> Generator[str]:
+    yield from redis_database(request)
 
 
 def test_the_embedded_broker_polls_fast(tmp_path: Path) -> None:

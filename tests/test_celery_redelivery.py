@@ -4,6 +4,7 @@ import json
 import subprocess
 import sys
 import uuid
+from collections.abc import Generator
 from pathlib import Path
 
 import click
@@ -11,6 +12,7 @@ import pytest
 
 import celery_redelivery as lesson
 from conftest import ScriptRunner, ctrl_c_stops_the_worker
+from redis_database import redis_database
 
 pytestmark = [
     # kombu 5.7's SQLAlchemy models use lazy="noload", deprecated in SQLAlchemy 2.1.
@@ -18,6 +20,11 @@ pytestmark = [
     # Celery 5.7's Redis result backend calls setex, deprecated in redis-py 8.
     pytest.mark.filterwarnings("ignore:Call to deprecated setex:DeprecationWarning"),
 ]
+
+
+@pytest.fixture(scope="module")
+def redis_url(request: pytest.FixtureRequest) -> Generator[str]:
+    yield from redis_database(request)
 
 
 def test_the_task_base_acks_late_and_applies_its_effect_once(tmp_path: Path) -> None:

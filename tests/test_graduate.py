@@ -14,6 +14,7 @@ import tomllib
 from collections.abc import Callable
 from pathlib import Path
 
+import click
 import pytest
 
 import graduate
@@ -25,6 +26,8 @@ STEPS = [
     "uv sync",
     "{} --help",
     "pytest",
+    "ruff check",
+    "ruff format --check",
     "uv build",
     "uv venv",
     "install wheel",
@@ -79,7 +82,7 @@ def test_a_block_without_a_date_leaves_the_lock_undated(tmp_path: Path) -> None:
     lesson = graduate.read_lesson(lesson_file(tmp_path, BLOCK + "def main() -> None: ...\n"))
     assert (lesson.requires_python, lesson.dependencies) == (">=3.12", ["click>=8"])
     assert (lesson.exclude_newer, lesson.summary) == (None, "lesson")
-    assert "[tool.uv]" not in graduate.project_files(lesson, "tool", {})["pyproject.toml"]
+    assert "[tool.uv]" not in graduate.project_files(lesson, "tool", {}, None)["pyproject.toml"]
 
 
 @pytest.mark.parametrize(
@@ -97,11 +100,14 @@ def test_a_missing_or_broken_block_is_an_error(tmp_path: Path, text: str, proble
 
 def test_the_project_files() -> None:
     lesson = graduate.read_lesson(SCRIPTS_DIR / "cli_click.py")
-    tests = graduate.read_tests(SCRIPTS_DIR / "cli_click.py")
-    files = graduate.project_files(lesson, "logtool", tests)
+    tests = graduate.read_tests(ROOT / "tests", "cli_click")
+    ruff = (ROOT / "ruff.toml").read_text(encoding="utf-8")
+    files = graduate.project_files(lesson, "logtool", tests, ruff)
     assert sorted(files) == [
+        ".gitignore",
         "README.md",
         "pyproject.toml",
+        "ruff.toml",
         "src/logtool/__init__.py",
         "src/logtool/__main__.py",
         "src/logtool/cli_click.py",
@@ -115,9 +121,7 @@ def test_the_project_files() -> None:
     assert project["project"]["requires-python"] == ">=3.11"
     assert project["project"]["dependencies"] == ["click", "rich"]
     assert project["project"]["scripts"] == {"logtool": "logtool.__main__:main"}
-    dev = project["dependency-groups"]["dev"]
-    assert {"pytest", "ruff", "structlog"} <= set(dev)  # structlog: conftest imports it
-    assert not {"click", "rich", "cli-click", "logtool", "conftest", "json"} & set(dev)
+    assert project["dependency-groups"]["dev"] == ["pytest", "ruff"]  # conftest: stdlib, pytest
     assert project["build-system"]["build-backend"] == "uv_build"
     assert project["tool"]["uv"]["exclude-newer"] == "2026-11-20T00:00:00Z"
     assert "from logtool.cli_click import main" in files["src/logtool/__main__.py"]
@@ -125,8 +129,11 @@ def test_the_project_files() -> None:
         encoding="utf-8"
     )
     module = files["tests/test_cli_click.py"]
-    assert "\nfrom logtool import cli_click\n" in module
+    assert "\nimport logtool.cli_click as cli_click\n" in module
     assert "\nimport cli_click\n" not in module
+    rules = tomllib.loads(files["ruff.toml"])
+    assert rules["src"] == ["src", "tests"]  # logtool and conftest are first-party there
+    assert rules["lint"] == tomllib.loads(ruff)["lint"]  # the collection's rules, unchanged
     assert "2026-11-20" in files["README.md"]
     for path, text in files.items():
         if path.endswith(".py"):
@@ -136,8 +143,8 @@ def test_the_project_files() -> None:
 @pytest.mark.parametrize(
     ("line", "expected"),
     [
-        ("import lesson", "from pkg import lesson"),
-        ("import lesson as x", "from pkg import lesson as x"),
+        ("import lesson", "import pkg.lesson as lesson"),
+        ("import lesson as x", "import pkg.lesson as x"),
         ("from lesson import A, b", "from pkg.lesson import A, b"),
         ("import lesson_two", "import lesson_two"),  # another module
         ("from lessons import A", "from lessons import A"),
@@ -154,30 +161,36 @@ def test_the_dev_group_is_what_the_tests_import_and_the_package_lacks() -> None:
     lesson = graduate.Lesson(
         "lesson", "", ">=3.11", ["opentelemetry-sdk>=1", "Prometheus_Client", "click"], None, ""
     )
-    tests = [
-        "import json\nimport hypothesis.strategies as st\nfrom conftest import runner\n",
-        "from pkg.lesson import x\nimport opentelemetry.trace\nfrom prometheus_client import C\n",
-        "def f() -> None:\n    import yaml\n    from click import echo\n",
-    ]
+    tests = {
+        "tests/test_lesson.py": "import json\nimport hypothesis.strategies as st\nimport clocks\n",
+        "tests/clocks.py": "from conftest import runner\nimport opentelemetry.trace\n",
+        "tests/conftest.py": "from pkg.lesson import x\nfrom prometheus_client import C\n",
+        "tests/other.py": "def f() -> None:\n    import yaml\n    from click import echo\n",
+    }
     assert graduate.dev_group(tests, lesson, "pkg") == ["hypothesis", "pytest", "ruff", "yaml"]
 
 
-def test_the_tests_are_read_beside_the_scripts(tmp_path: Path) -> None:
-    (tmp_path / "scripts").mkdir()
-    (tmp_path / "tests").mkdir()
-    script = lesson_file(tmp_path / "scripts", BLOCK)
+def test_the_tests_come_with_their_conftest_and_helpers(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="no tests at"):
-        graduate.read_tests(script)
-    (tmp_path / "tests" / "test_lesson.py").write_text("import lesson\n", encoding="utf-8")
-    assert graduate.read_tests(script) == {"test_lesson.py": "import lesson\n"}
-    (tmp_path / "tests" / "conftest.py").write_text("import pytest\n", encoding="utf-8")
-    assert sorted(graduate.read_tests(script)) == ["conftest.py", "test_lesson.py"]
+        graduate.read_tests(tmp_path, "lesson")
+    (tmp_path / "test_lesson.py").write_text("import lesson\nimport clocks\n", encoding="utf-8")
+    (tmp_path / "test_other.py").write_text("import other\n", encoding="utf-8")
+    assert graduate.read_tests(tmp_path, "lesson") == {
+        "tests/test_lesson.py": "import lesson\nimport clocks\n"
+    }
+    (tmp_path / "conftest.py").write_text("import pytest\n", encoding="utf-8")
+    (tmp_path / "clocks.py").write_text("import time\n", encoding="utf-8")
+    assert sorted(graduate.read_tests(tmp_path, "lesson")) == [
+        "tests/clocks.py",
+        "tests/conftest.py",
+        "tests/test_lesson.py",
+    ]
 
 
 def test_the_copied_module_reports_the_packages_version() -> None:
     """Regression: `logtool --version` said `cli_click, version 1.0.0`, the lesson's own."""
     lesson = graduate.read_lesson(SCRIPTS_DIR / "cli_click.py")
-    module = graduate.project_files(lesson, "logtool", {})["src/logtool/cli_click.py"]
+    module = graduate.project_files(lesson, "logtool", {}, None)["src/logtool/cli_click.py"]
     old = '@click.version_option("1.0.0", prog_name="cli_click")'
     assert old in lesson.code
     new = '@click.version_option(package_name="logtool", prog_name="logtool")'
@@ -207,7 +220,7 @@ def test_a_script_without_a_good_block_is_refused(
 
 @pytest.mark.parametrize(
     ("tests", "problem"),
-    [(None, "no tests at"), ("def broken(:\n", "its tests: invalid syntax")],
+    [(None, "no tests at"), ("def broken(:\n", "invalid syntax (test_lesson.py, line 1)")],
     ids=["none", "not Python"],
 )
 def test_a_script_without_tests_to_prove_it_is_refused(
@@ -227,11 +240,6 @@ def test_a_script_without_tests_to_prove_it_is_refused(
 @pytest.mark.parametrize(
     ("args", "argument"),
     [
-        (["--name", "log-tool"], "'--name'"),
-        (["--name", "Logtool"], "'--name'"),
-        (["--name", "class"], "'--name'"),  # a keyword: `import class` cannot be written
-        (["--name", "json"], "'--name'"),  # the standard library's json would be imported
-        (["--name", "click"], "'--name'"),  # starter's dependency: the lock would fail
         (["--to", str(SCRIPTS_DIR / "starter.py")], "'--to'"),  # a file, not a directory
         (["missing.py"], "'SCRIPT'"),  # as click says it
         (["--colour"], "--colour"),
@@ -241,16 +249,60 @@ def test_bad_arguments_are_usage_errors(invoke: Invoke, args: list[str], argumen
     invoke(graduate.run, *args).assert_usage_error(argument)
 
 
+@pytest.mark.parametrize(
+    ("name", "reason"),
+    [
+        ("log-tool", "snake_case"),
+        ("Logtool", "snake_case"),
+        ("class", "keyword"),  # `import class` cannot be written
+        ("json", "standard library"),  # the standard library's json would find the package
+        ("click", "need"),  # starter's dependency: the lock would fail
+        ("pytest", "need"),  # the dev group's: the command would hide pytest's own
+        ("ruff", "need"),
+        ("conftest", "tests"),
+        ("tests", "tests"),
+    ],
+)
+def test_a_name_that_cannot_work_is_refused_saying_why(
+    invoke: Invoke, name: str, reason: str
+) -> None:
+    """Regression: pytest, ruff and conftest passed, and the proof failed later, at exit 1."""
+    message = invoke(graduate.run, "--name", name).assert_usage_error("'--name'")
+    assert reason in message
+
+
 def test_a_name_taken_by_a_dependency_writes_nothing(invoke: Invoke, tmp_path: Path) -> None:
     """Regression: the name was refused only after the files were written, at exit 1.
 
     Dependency names are compared normalised (PEP 503): `Log.Tool>=1` is the module log_tool.
     """
-    lesson = lesson_file(tmp_path, BLOCK.replace('"click>=8"', '"click>=8", "Log.Tool>=1"'))
+    (tmp_path / "scripts").mkdir()
+    (tmp_path / "tests").mkdir()
+    (tmp_path / "tests" / "test_lesson.py").write_text("import lesson\n", encoding="utf-8")
+    block = BLOCK.replace('"click>=8"', '"click>=8", "Log.Tool>=1"')
+    lesson = lesson_file(tmp_path / "scripts", block)
     project = tmp_path / "project"
     args = [str(lesson), "--to", str(project), "--name", "log_tool"]
-    assert "dependency" in invoke(graduate.run, *args).assert_usage_error("'--name'")
+    assert "need" in invoke(graduate.run, *args).assert_usage_error("'--name'")
     assert not project.exists()
+
+
+def test_force_replaces_the_project_it_wrote(
+    invoke: Invoke, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Regression: --force wrote over an old project file by file; its module and tests stayed,
+    and the old tests then ran against the new command."""
+    monkeypatch.setattr(graduate, "proof_steps", lambda *args: [("quick", ["true"])])
+    (tmp_path / "notes.txt").write_text("mine", encoding="utf-8")
+    cli_click = [str(SCRIPTS_DIR / "cli_click.py"), "--name", "logtool"]
+    assert invoke(graduate.run, *cli_click, "--to", str(tmp_path), "--force").code == 0
+    assert invoke(graduate.run, "--to", str(tmp_path), "--force").code == 0  # starter this time
+    assert sorted(path.name for path in (tmp_path / "src").iterdir()) == ["starter"]
+    assert sorted(path.name for path in (tmp_path / "tests").iterdir()) == [
+        "conftest.py",
+        "test_starter.py",
+    ]
+    assert (tmp_path / "notes.txt").read_text(encoding="utf-8") == "mine"  # not ours: kept
 
 
 def test_a_to_that_cannot_be_made_is_a_usage_error(invoke: Invoke, tmp_path: Path) -> None:
@@ -291,7 +343,7 @@ def test_a_table_for_people(
     monkeypatch.setenv("COLUMNS", "200")
     result = invoke(graduate.run, "--to", str(tmp_path))
     assert result.code == 0, result.stderr
-    assert f"8 files written to {tmp_path}" in result.stdout
+    assert f"10 files written to {tmp_path}\n" in result.stdout
     row = next(line for line in result.stdout.splitlines() if "quick" in line)
     assert [cell.strip() for cell in row.split("│")][1:3] == ["quick", "ok"]
     assert (tmp_path / "src" / "starter" / "starter.py").is_file()
@@ -306,8 +358,11 @@ def test_a_step_can_be_interrupted_itself(tmp_path: Path) -> None:
     assert not blocked & 1 << (signal.SIGINT - 1), step.last_line
 
 
-def test_ctrl_c_ends_the_step_and_all_it_started(tmp_path: Path) -> None:
-    """The step's whole group goes: here a shell, and the sleep it started in the background.
+def test_ctrl_c_ends_the_step_and_all_it_started(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """The running step's whole group goes (here a shell, and the sleep it started in the
+    background), the steps after it never start, and the run says how far it got.
 
     Ctrl-C is pressed on this (the main) thread once the shell says the sleep runs, through a
     FIFO: the press waits for that event, not for a guessed time.
@@ -315,6 +370,8 @@ def test_ctrl_c_ends_the_step_and_all_it_started(tmp_path: Path) -> None:
     started = tmp_path / "started"
     os.mkfifo(started)
     script = f"sleep 60 & echo $! > {started}; wait"
+    plan = [("ctrl-c", ["sh", "-c", script]), ("never", ["sh", "-c", "touch never"])]
+    monkeypatch.setattr(graduate, "proof_steps", lambda *args: plan)
     main_thread = threading.get_ident()
     sleeps: list[int] = []
 
@@ -323,14 +380,30 @@ def test_ctrl_c_ends_the_step_and_all_it_started(tmp_path: Path) -> None:
         signal.pthread_kill(main_thread, signal.SIGINT)
 
     presser = threading.Thread(target=press_ctrl_c)
-    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    presser.start()
     try:
-        presser.start()
-        with pytest.raises(KeyboardInterrupt):
-            graduate.run_step("ctrl-c", ["sh", "-c", script], tmp_path, dict(os.environ))
+        with pytest.raises(click.Abort, match="interrupted: 0 of 2 steps done"):
+            graduate.prove(tmp_path, "project", None, tmp_path)
     finally:
         presser.join()
-        signal.signal(signal.SIGINT, previous)
+    assert ends_by(sleeps[0], time.monotonic() + 5)
+    assert not (tmp_path / "never").exists()
+
+
+def test_a_step_that_raises_ends_its_group(tmp_path: Path) -> None:
+    """run_step on its own: whatever ends the wait (here the `started` hook raising, once the
+    shell says the sleep runs) ends the step's processes too, the background sleep included."""
+    started = tmp_path / "started"
+    os.mkfifo(started)
+    script = f"sleep 60 & echo $! > {started}; wait"
+    sleeps: list[int] = []
+
+    def raise_once_running(pgid: int) -> None:
+        sleeps.append(int(started.read_text(encoding="utf-8")))  # blocks until the shell writes
+        raise RuntimeError(f"stop group {pgid}")
+
+    with pytest.raises(RuntimeError, match="stop group"):
+        graduate.run_step("raises", ["sh", "-c", script], tmp_path, {}, raise_once_running)
     assert ends_by(sleeps[0], time.monotonic() + 5)
 
 
@@ -350,7 +423,8 @@ def test_cli_click_graduates_into_logtool(invoke: Invoke, tmp_path: Path) -> Non
     assert [step["name"] for step in report["steps"]] == [s.format("logtool") for s in STEPS]
     assert all(step["ok"] for step in report["steps"]), report
     assert all(0 <= step["seconds"] < 300 for step in report["steps"])
-    assert len(report["files"]) == 8
+    assert len(report["files"]) == 10
+    assert report["kept"] is True
     lesson_tests = (ROOT / "tests" / "test_cli_click.py").read_text(encoding="utf-8")
     ours = (project / "tests" / "test_cli_click.py").read_text(encoding="utf-8")
     assert ours == graduate.importing_the_package(lesson_tests, "cli_click", "logtool")
@@ -377,5 +451,5 @@ def test_the_default_run_graduates_starter(runner: ScriptRunner) -> None:
 def test_ctrl_c_leaves_no_step_running(runner: ScriptRunner, tmp_path: Path) -> None:
     project = tmp_path / "project"
     line = runner.ctrl_c("graduate", "--to", str(project), ready="running pytest")
-    assert line.startswith("interrupted: 3 of 8 steps done")
+    assert line.startswith("interrupted: 3 of 10 steps done")
     assert left_running(tmp_path) == []

@@ -23,7 +23,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import retry_after
-from conftest import FakeClock, Invocation, ScriptRunner, tenacity_reads
+from conftest import FakeClock, Invocation, ScriptRunner
+from tenacity_clock import fake_tenacity_time, tenacity_reads
+
+
+@pytest.fixture
+def fake_time(monkeypatch: pytest.MonkeyPatch) -> FakeClock:
+    """tenacity's clock and its default sleep on a fake clock, for in-process CLI runs."""
+    return fake_tenacity_time(monkeypatch)
+
 
 # --- fakes ---------------------------------------------------------------------------------------
 

@@ -23,8 +23,16 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import retry_client
-from conftest import FakeClock, Invocation, ScriptRunner, tenacity_reads
+from conftest import FakeClock, Invocation, ScriptRunner
 from retry_client import RetryPolicy
+from tenacity_clock import fake_tenacity_time, tenacity_reads
+
+
+@pytest.fixture
+def fake_time(monkeypatch: pytest.MonkeyPatch) -> FakeClock:
+    """tenacity's clock and its default sleep on a fake clock, for in-process CLI runs."""
+    return fake_tenacity_time(monkeypatch)
+
 
 # --- fakes ---------------------------------------------------------------------------------------
 

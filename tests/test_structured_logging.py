@@ -21,7 +21,8 @@ import structlog
 import uvicorn
 
 import structured_logging as lesson
-from conftest import INTERRUPT_DEADLINE_S, Invocation, ScriptRunner, structlog_into
+from conftest import INTERRUPT_DEADLINE_S, Invocation, ScriptRunner
+from structlog_capture import structlog_into
 
 Lines = Callable[[], list[dict[str, Any]]]
 

@@ -1,9 +1,10 @@
 """Tests for scripts/timeout_order.py: the decorators directly, sync and async, then the script.
 
 The order is proven by attempt counts, never by wall time. Sync calls run on a fake clock: the
-lesson's clock (its `time` name) and tenacity's (its clock and its sleep, through conftest's
-fake_time) move only when the fake I/O or a retry wait moves them, so a "hang" costs nothing. The
-async calls run on a real event loop with 20 ms timeouts; only counts are asserted.
+lesson's clock (its `time` name) and tenacity's (its clock and its sleep, through
+tenacity_clock.fake_tenacity_time) move only when the fake I/O or a retry wait moves them, so a
+"hang" costs nothing. The async calls run on a real event loop with 20 ms timeouts; only counts are
+asserted.
 """
 
 import asyncio
@@ -18,14 +19,16 @@ import pytest
 
 import timeout_order
 from conftest import FakeClock, Invocation, ScriptRunner
+from tenacity_clock import fake_tenacity_time
 from timeout_order import ORDERS, deadline_in, stack, time_left, traced, with_timeout
 
 WAIT = timeout_order.RETRY_WAIT_S
 
 
 @pytest.fixture
-def clock(fake_time: FakeClock, monkeypatch: pytest.MonkeyPatch) -> FakeClock:
+def clock(monkeypatch: pytest.MonkeyPatch) -> FakeClock:
     """The lesson's clock is the fake one too: deadlines, time_left() and stop_at_deadline."""
+    fake_time = fake_tenacity_time(monkeypatch)
     monkeypatch.setattr(timeout_order, "time", SimpleNamespace(monotonic=fake_time))
     return fake_time
 

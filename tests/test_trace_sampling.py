@@ -28,7 +28,8 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 import trace_sampling
-from conftest import ElsewhereTransport, Invocation, ScriptRunner
+from asgi_elsewhere import ElsewhereTransport
+from conftest import Invocation, ScriptRunner
 
 
 def through_a_and_b(

@@ -20,7 +20,8 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 import tracing
-from conftest import ElsewhereTransport, Invocation, ScriptRunner
+from asgi_elsewhere import ElsewhereTransport
+from conftest import Invocation, ScriptRunner
 
 
 def quotes(

@@ -30,6 +30,7 @@ from typing import Any
 import pytest
 
 from conftest import ROOT, SCRIPTS_DIR, Invocation, ScriptRunner
+from tenacity_clock import fake_tenacity_time
 
 # --- running a lesson in-process ------------------------------------------------------------------
 
@@ -1016,7 +1017,7 @@ EXPERIMENTS: list[Experiment] = [
     Experiment("fail_safe", "Read the warnings on stderr", check=a_warning_per_swallowed_failure),
     Experiment(
         "graduate",
-        "The default run: eight steps ok",
+        "The default run: ten steps ok",
         proven_by="test_graduate.py::test_the_default_run_graduates_starter",
     ),
     Experiment(
@@ -1436,7 +1437,7 @@ def test_try_it(
         if name.startswith(("APP_", "ACCESSLOG_")):  # the user's settings are not the lesson's
             monkeypatch.delenv(name)
     if experiment.fake_clock:
-        request.getfixturevalue("fake_time")
+        fake_tenacity_time(monkeypatch)
     lab = Lab(experiment.lesson, invoke, tmp_path, request)
     if experiment.check is not None:
         experiment.check(lab)
