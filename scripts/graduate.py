@@ -20,7 +20,7 @@ When to use:   A copied script that grew: others install it, it needs tests, a v
 When not to:   A script you run now and then: its block is already a reproducible environment.
 Run:           uv run scripts/graduate.py            (starter.py, into a temporary directory)
                uv run scripts/graduate.py scripts/cli_click.py --to /tmp/logtool --name logtool
-Try it:        The default run: ten steps ok; uv build takes milliseconds (uv's own backend).
+Try it:        The default run: eleven steps ok; uv build takes milliseconds (uv's own backend).
                --to a project made before: exit 2 until --force; in it, `uv run logtool --help`.
 """
 
@@ -241,16 +241,19 @@ def end_group(pgid: int) -> None:
 
 
 def proof_steps(project: Path, name: str, venv: Path, date: str | None) -> list[tuple[str, list]]:
-    """(name, command) of each proof, in order: the project's checks, then the wheel's."""
+    """(name, command) of each step, in order: the project's checks, then the wheel's. After the
+    sync, ruff sorts the tests' imports: a `from name.x import` line may now need wrapping."""
     wheel = project / "dist" / f"{name}-{VERSION}-py3-none-any.whl"
     newer = ["--exclude-newer", date] if date else []  # the lock's cut-off for the wheel's deps
+    ruff = ["uv", "run", "--frozen", "ruff"]  # the project's own: its rules, its locked version
     return [
         ("uv lock", ["uv", "lock"]),
         ("uv sync", ["uv", "sync"]),
+        ("sort imports", [*ruff, "check", "--select", "I", "--fix", "--quiet", "tests"]),
         (f"{name} --help", ["uv", "run", "--frozen", name, "--help"]),
         ("pytest", ["uv", "run", "--frozen", "pytest", "-q"]),
-        ("ruff check", ["uv", "run", "--frozen", "ruff", "check"]),
-        ("ruff format --check", ["uv", "run", "--frozen", "ruff", "format", "--check"]),
+        ("ruff check", [*ruff, "check"]),
+        ("ruff format --check", [*ruff, "format", "--check"]),
         ("uv build", ["uv", "build"]),
         ("uv venv", ["uv", "venv", str(venv)]),
         ("install wheel", ["uv", "pip", "install", "--python", str(venv), *newer, str(wheel)]),
@@ -292,6 +295,7 @@ def prove(project: Path, name: str, exclude_newer: str | None, scratch: Path) ->
                 break
             click.echo(f"running {label}", err=True)
             step = run_step(label, command, project, env, started)
+            running.clear()  # its group is gone: a later Ctrl-C must not kill a reused id
             if pressed:  # the step was ended, not failed
                 break
             steps.append(step)

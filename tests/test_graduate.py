@@ -24,6 +24,7 @@ Invoke = Callable[..., Invocation]
 STEPS = [
     "uv lock",
     "uv sync",
+    "sort imports",
     "{} --help",
     "pytest",
     "ruff check",
@@ -451,5 +452,5 @@ def test_the_default_run_graduates_starter(runner: ScriptRunner) -> None:
 def test_ctrl_c_leaves_no_step_running(runner: ScriptRunner, tmp_path: Path) -> None:
     project = tmp_path / "project"
     line = runner.ctrl_c("graduate", "--to", str(project), ready="running pytest")
-    assert line.startswith("interrupted: 3 of 10 steps done")
+    assert line.startswith("interrupted: 4 of 11 steps done")
     assert left_running(tmp_path) == []

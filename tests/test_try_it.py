@@ -1017,7 +1017,7 @@ EXPERIMENTS: list[Experiment] = [
     Experiment("fail_safe", "Read the warnings on stderr", check=a_warning_per_swallowed_failure),
     Experiment(
         "graduate",
-        "The default run: ten steps ok",
+        "The default run: eleven steps ok",
         proven_by="test_graduate.py::test_the_default_run_graduates_starter",
     ),
     Experiment(
