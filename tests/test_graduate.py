@@ -350,6 +350,18 @@ def test_a_table_for_people(
     assert (tmp_path / "src" / "starter" / "starter.py").is_file()
 
 
+def test_the_table_says_a_temporary_project_is_gone(
+    invoke: Invoke, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Regression: the default run named a directory that no longer existed when it returned."""
+    monkeypatch.setattr(graduate, "proof_steps", lambda *args: [("quick", ["true"])])
+    monkeypatch.setenv("COLUMNS", "200")
+    result = invoke(graduate.run)
+    assert result.code == 0, result.stderr
+    title = next(line for line in result.stdout.splitlines() if "files written to" in line)
+    assert title.strip().endswith("starter (temporary, removed)")
+
+
 def test_a_step_can_be_interrupted_itself(tmp_path: Path) -> None:
     """Regression: SIGINT was blocked while a step started, and the step inherited the mask, so
     the lessons' own Ctrl-C tests, run in a graduated project, never saw their SIGINT."""
@@ -446,6 +458,7 @@ def test_the_default_run_graduates_starter(runner: ScriptRunner) -> None:
     assert [step["name"] for step in report["steps"]] == [s.format("starter") for s in STEPS]
     assert all(step["ok"] for step in report["steps"]), report
     assert "src/starter/starter.py" in report["files"]
+    assert report["kept"] is False
     assert not Path(report["project"]).exists()  # a temporary directory, removed afterwards
 
 
