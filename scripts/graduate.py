@@ -53,7 +53,8 @@ VERSION_OPTION = re.compile(r"click\.version_option\([^()]*\)")  # the lesson's 
 STEP_TIMEOUT_S = 600.0  # a cold cache downloads every wheel: generous, yet no step hangs for ever
 BACKEND = "uv_build>=0.13.9,<0.14"  # holding uv's version, uv builds with its own: no download
 RUFF_SRC = re.compile(r"(?m)^src = .*$")  # where ruff looks for first-party code: scripts/ no more
-IGNORED = ".venv/\n__pycache__/\ndist/\n"  # what uv and Python make in a project, never committed
+# What uv, Python, pytest and ruff make in a project: .gitignore keeps it out of commits.
+IGNORED = ".venv/\n__pycache__/\n.pytest_cache/\n.ruff_cache/\ndist/\n"
 
 
 @dataclass(frozen=True)

@@ -438,6 +438,14 @@ def test_cli_click_graduates_into_logtool(invoke: Invoke, tmp_path: Path) -> Non
     assert all(0 <= step["seconds"] < 300 for step in report["steps"])
     assert len(report["files"]) == 10
     assert report["kept"] is True
+    ignored = {
+        line.rstrip("/") for line in (project / ".gitignore").read_text(encoding="utf-8").split()
+    }
+    made = {path.name for path in project.iterdir()} - {Path(f).parts[0] for f in report["files"]}
+    assert made - ignored == {
+        "uv.lock",
+        "notes.txt",
+    }  # what the tools made is ignored, the lock not
     lesson_tests = (ROOT / "tests" / "test_cli_click.py").read_text(encoding="utf-8")
     ours = (project / "tests" / "test_cli_click.py").read_text(encoding="utf-8")
     assert ours == graduate.importing_the_package(lesson_tests, "cli_click", "logtool")
