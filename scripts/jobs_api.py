@@ -420,8 +420,8 @@ def serve(host: str, port: int) -> None:
     body = """'{"kind": "square", "payload": {"n": 7}}'"""
     headers = "-H 'Idempotency-Key: k1' -H 'Content-Type: application/json'"
     with closing(MemoryStore(demo_handler)) as store, serving(create_app(store), host, port) as url:
-        click.echo(f"curl -i {headers} -d {body} {url}/jobs", err=True)
-        try:
+        try:  # from the ready line on, a Ctrl-C is this one's to report
+            click.echo(f"curl -i {headers} -d {body} {url}/jobs", err=True)
             threading.Event().wait()  # nothing sets it: the main thread sleeps until Ctrl-C
         except KeyboardInterrupt:
             signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second one must not cut the stop
