@@ -53,6 +53,7 @@ VERSION_OPTION = re.compile(r"click\.version_option\([^()]*\)")  # the lesson's 
 STEP_TIMEOUT_S = 600.0  # a cold cache downloads every wheel: generous, yet no step hangs for ever
 BACKEND = "uv_build>=0.13.9,<0.14"  # holding uv's version, uv builds with its own: no download
 RUFF_SRC = re.compile(r"(?m)^src = .*$")  # where ruff looks for first-party code: scripts/ no more
+NAME = re.compile(r"[a-z][a-z0-9_]*")  # one word for the project, the package and the command
 # What uv, Python, pytest and ruff make in a project: .gitignore keeps it out of commits.
 IGNORED = ".venv/\n__pycache__/\n.pytest_cache/\n.ruff_cache/\ndist/\n"
 
@@ -67,6 +68,14 @@ class Lesson:
     dependencies: list[str]
     exclude_newer: str | None  # the block's [tool.uv] date: the lock resolves nothing newer
     code: str
+
+
+@dataclass(frozen=True)
+class Proof:
+    """One step of the proof: what the report calls it, and the command that runs it."""
+
+    name: str
+    command: list[str]
 
 
 @dataclass(frozen=True)
@@ -121,7 +130,8 @@ def read_tests(tests: Path, stem: str) -> dict[str, str]:
 
 def importing_the_package(test: str, stem: str, name: str) -> str:
     """A test file, made to test the package: `import x` becomes `import name.x as x` (still an
-    `import` line: isort's order holds), `from x import` becomes `from name.x import`."""
+    `import` line: isort's order holds), `from x import` becomes `from name.x import`. Only
+    top-level import lines: an import inside a function, or "x.f" in a string, stays as it is."""
     test = re.sub(rf"(?m)^import {stem}$", f"import {name}.{stem} as {stem}", test)
     test = re.sub(rf"(?m)^import {stem} as ", f"import {name}.{stem} as ", test)
     return re.sub(rf"(?m)^from {stem} import", f"from {name}.{stem} import", test)
@@ -134,11 +144,13 @@ def distribution(requirement: str) -> str:
 
 def dev_group(tests: Mapping[str, str], lesson: Lesson, name: str) -> list[str]:
     """pytest, ruff, and the distributions the tests import that the package does not bring. An
-    import named otherwise than its distribution (yaml: PyYAML) is for the author to add."""
+    import is taken for its distribution's name: where they differ (yaml: PyYAML), uv lock fails
+    on it, and the author puts the right name in the dev group."""
     brought = set()
     for requirement in lesson.dependencies:
         brought.add(distribution(requirement))
-        brought.add(distribution(requirement).split("-")[0])  # opentelemetry-sdk: opentelemetry
+        # opentelemetry-sdk brings opentelemetry.* (and pytest-x would count as pytest: harmless)
+        brought.add(distribution(requirement).split("-")[0])
     local = {name, *(Path(path).stem for path in tests), *sys.stdlib_module_names}
     needed = {"pytest", "ruff"}
     for path, text in tests.items():
@@ -202,6 +214,24 @@ move it and `uv lock --upgrade`. Data files, if you add any: in src/{name}/, rea
     return files
 
 
+def name_problem(name: str, lesson: Lesson, tests: Mapping[str, str]) -> str | None:
+    """Why `name` cannot name the project, package and command, if it cannot. (A package that a
+    dependency needs in turn is not known before the lock: its name is for the author to avoid.)"""
+    needs = {dist.replace("-", "_") for dist in dev_group(tests, lesson, lesson.stem)}
+    needs.update(distribution(dep).replace("-", "_") for dep in lesson.dependencies)
+    if not NAME.fullmatch(name):
+        return "must be snake_case: a-z, 0-9 and _, starting with a letter"
+    if keyword.iskeyword(name):
+        return "is a Python keyword"
+    if name in sys.stdlib_module_names:
+        return "is a standard library module: importing it would find the package"
+    if name in needs:
+        return "is a package the project or its tests need"
+    if name in {"tests", *(Path(path).stem for path in tests)}:
+        return "is a module of the tests"
+    return None
+
+
 def run_step(
     name: str,
     command: Sequence[str],
@@ -241,29 +271,28 @@ def end_group(pgid: int) -> None:
         os.killpg(pgid, signal.SIGKILL)
 
 
-def proof_steps(project: Path, name: str, venv: Path, date: str | None) -> list[tuple[str, list]]:
-    """(name, command) of each step, in order: the project's checks, then the wheel's. After the
+def proof_steps(project: Path, name: str, venv: Path, date: str | None) -> list[Proof]:
+    """Each step of the proof, in order: the project's checks, then the wheel's. After the
     sync, ruff sorts the tests' imports: a `from name.x import` line may now need wrapping."""
     wheel = project / "dist" / f"{name}-{VERSION}-py3-none-any.whl"
     newer = ["--exclude-newer", date] if date else []  # the lock's cut-off for the wheel's deps
     ruff = ["uv", "run", "--frozen", "ruff"]  # the project's own: its rules, its locked version
     return [
-        ("uv lock", ["uv", "lock"]),
-        ("uv sync", ["uv", "sync"]),
-        ("sort imports", [*ruff, "check", "--select", "I", "--fix", "--quiet", "tests"]),
-        (f"{name} --help", ["uv", "run", "--frozen", name, "--help"]),
-        ("pytest", ["uv", "run", "--frozen", "pytest", "-q"]),
-        ("ruff check", [*ruff, "check"]),
-        ("ruff format --check", [*ruff, "format", "--check"]),
-        ("uv build", ["uv", "build"]),
-        ("uv venv", ["uv", "venv", str(venv)]),
-        ("install wheel", ["uv", "pip", "install", "--python", str(venv), *newer, str(wheel)]),
-        (f"wheel: {name} --help", [str(venv / "bin" / name), "--help"]),
+        Proof("uv lock", ["uv", "lock"]),
+        Proof("uv sync", ["uv", "sync"]),
+        Proof("sort imports", [*ruff, "check", "--select", "I", "--fix", "--quiet", "tests"]),
+        Proof(f"{name} --help", ["uv", "run", "--frozen", name, "--help"]),
+        Proof("pytest", ["uv", "run", "--frozen", "pytest", "-q"]),
+        Proof("ruff check", [*ruff, "check"]),
+        Proof("ruff format --check", [*ruff, "format", "--check"]),
+        Proof("uv build", ["uv", "build"]),
+        Proof("uv venv", ["uv", "venv", str(venv)]),
+        Proof("install wheel", ["uv", "pip", "install", "--python", str(venv), *newer, str(wheel)]),
+        Proof(f"wheel: {name} --help", [str(venv / "bin" / name), "--help"]),
     ]
 
 
 # --- Demo plumbing -------------------------------------------------------------------------------
-NAME = re.compile(r"[a-z][a-z0-9_]*")  # one word for the project, the package and the command
 LEFT_OUT = ("VIRTUAL_ENV", "PYTHONPATH")  # the caller's; the steps run in the project's alone
 REPLACED = ("src", "tests", "dist")  # what --force clears first: no old module or test stays
 
@@ -272,17 +301,19 @@ def prove(project: Path, name: str, exclude_newer: str | None, scratch: Path) ->
     """Run the proof steps until one fails. Ctrl-C ends the running step's group and says how far
     the steps got; a second Ctrl-C (uv passes one on) changes nothing."""
     steps: list[Step] = []
-    running: list[int] = []  # the process group of the step that runs now
-    pressed: list[int] = []
+    running: int | None = None  # the process group of the step that runs now
+    pressed = False
 
     def stop(signum: int, frame: object) -> None:  # no exception: nothing is cut half-way
+        nonlocal pressed
         signal.signal(signal.SIGINT, signal.SIG_IGN)
-        pressed.append(signum)
-        for pgid in running:
-            end_group(pgid)
+        pressed = True
+        if running is not None:
+            end_group(running)
 
     def started(pgid: int) -> None:
-        running[:] = [pgid]
+        nonlocal running
+        running = pgid
         if pressed:  # Ctrl-C came while the step was starting
             end_group(pgid)
 
@@ -291,12 +322,12 @@ def prove(project: Path, name: str, exclude_newer: str | None, scratch: Path) ->
     plan = proof_steps(project, name, scratch / "venv", exclude_newer)
     previous = signal.signal(signal.SIGINT, stop)
     try:
-        for label, command in plan:
+        for proof in plan:
             if pressed:
                 break
-            click.echo(f"running {label}", err=True)
-            step = run_step(label, command, project, env, started)
-            running.clear()  # its group is gone: a later Ctrl-C must not kill a reused id
+            click.echo(f"running {proof.name}", err=True)
+            step = run_step(proof.name, proof.command, project, env, started)
+            running = None  # its group is gone: a later Ctrl-C must not kill a reused id
             if pressed:  # the step was ended, not failed
                 break
             steps.append(step)
@@ -306,27 +337,10 @@ def prove(project: Path, name: str, exclude_newer: str | None, scratch: Path) ->
             done = f"{len(steps)} of {len(plan)} steps done"
             raise click.Abort(f"interrupted: {done}, no step left running")
     except subprocess.TimeoutExpired as err:
-        steps.append(Step(label, False, err.timeout, f"no result after {err.timeout:g} s"))
+        steps.append(Step(proof.name, False, err.timeout, f"no result after {err.timeout:g} s"))
     finally:
         signal.signal(signal.SIGINT, previous)
     return steps
-
-
-def name_problem(name: str, lesson: Lesson, tests: Mapping[str, str]) -> str | None:
-    """Why `name` cannot name the project, package and command, if it cannot."""
-    needs = {dist.replace("-", "_") for dist in dev_group(tests, lesson, lesson.stem)}
-    needs.update(distribution(dep).replace("-", "_") for dep in lesson.dependencies)
-    if not NAME.fullmatch(name):
-        return "must be snake_case: a-z, 0-9 and _, starting with a letter"
-    if keyword.iskeyword(name):
-        return "is a Python keyword"
-    if name in sys.stdlib_module_names:
-        return "is a standard library module: importing it would find the package"
-    if name in needs:
-        return "is a package the project or its tests need"
-    if name in {"tests", *(Path(path).stem for path in tests)}:
-        return "is a module of the tests"
-    return None
 
 
 def show(target: Path, files: Sequence[str], steps: Sequence[Step], kept: bool) -> None:
@@ -366,6 +380,11 @@ def cli(script: Path, target: Path | None, name: str | None, force: bool, as_jso
         tests = read_tests(collection / "tests", script.stem)
     except (ValueError, SyntaxError) as err:  # no block, a broken one, no tests, not UTF-8 text
         raise click.BadParameter(f"{script}: {err}", param_hint="'SCRIPT'") from err
+    lessons = {path.stem for path in script.resolve().parent.glob("*.py")} - {script.stem}
+    others = sorted(imported_modules(tests[f"tests/test_{script.stem}.py"], script.name) & lessons)
+    if others:  # tests of two lessons at once: the package would have only one of them
+        problem = f"its tests import another lesson too ({', '.join(others)})"
+        raise click.BadParameter(f"{script}: {problem}", param_hint="'SCRIPT'")
     name = name or script.stem
     problem = name_problem(name, lesson, tests)
     if problem is not None:

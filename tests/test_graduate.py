@@ -272,6 +272,16 @@ def test_a_name_that_cannot_work_is_refused_saying_why(
     assert reason in message
 
 
+def test_a_lesson_tested_with_another_is_refused(invoke: Invoke, tmp_path: Path) -> None:
+    """cli_argparse's tests also test cli_click's core: a package of cli_argparse alone would
+    miss it (the uv lock failed on a `cli-click` dev dependency)."""
+    project = tmp_path / "project"
+    script = str(SCRIPTS_DIR / "cli_argparse.py")
+    message = invoke(graduate.run, script, "--to", str(project)).assert_usage_error("'SCRIPT'")
+    assert message.endswith("its tests import another lesson too (cli_click)")
+    assert not project.exists()
+
+
 def test_a_name_taken_by_a_dependency_writes_nothing(invoke: Invoke, tmp_path: Path) -> None:
     """Regression: the name was refused only after the files were written, at exit 1.
 
@@ -293,7 +303,7 @@ def test_force_replaces_the_project_it_wrote(
 ) -> None:
     """Regression: --force wrote over an old project file by file; its module and tests stayed,
     and the old tests then ran against the new command."""
-    monkeypatch.setattr(graduate, "proof_steps", lambda *args: [("quick", ["true"])])
+    monkeypatch.setattr(graduate, "proof_steps", lambda *args: [graduate.Proof("quick", ["true"])])
     (tmp_path / "notes.txt").write_text("mine", encoding="utf-8")
     cli_click = [str(SCRIPTS_DIR / "cli_click.py"), "--name", "logtool"]
     assert invoke(graduate.run, *cli_click, "--to", str(tmp_path), "--force").code == 0
@@ -325,7 +335,7 @@ def test_a_failing_step_stops_the_proof(
     invoke: Invoke, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, command: list, message: str
 ) -> None:
     """The report shows the failed step, the steps after it do not run; one line, exit 1."""
-    plan = [("fails", command), ("never", ["sh", "-c", "touch never"])]
+    plan = [graduate.Proof("fails", command), graduate.Proof("never", ["sh", "-c", "touch never"])]
     monkeypatch.setattr(graduate, "proof_steps", lambda *args: plan)
     monkeypatch.setattr(graduate, "STEP_TIMEOUT_S", 0.2)
     result = invoke(graduate.run, "--to", str(tmp_path / "project"), "--json")
@@ -340,7 +350,7 @@ def test_a_failing_step_stops_the_proof(
 def test_a_table_for_people(
     invoke: Invoke, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    monkeypatch.setattr(graduate, "proof_steps", lambda *args: [("quick", ["true"])])
+    monkeypatch.setattr(graduate, "proof_steps", lambda *args: [graduate.Proof("quick", ["true"])])
     monkeypatch.setenv("COLUMNS", "200")
     result = invoke(graduate.run, "--to", str(tmp_path))
     assert result.code == 0, result.stderr
@@ -354,7 +364,7 @@ def test_the_table_says_a_temporary_project_is_gone(
     invoke: Invoke, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Regression: the default run named a directory that no longer existed when it returned."""
-    monkeypatch.setattr(graduate, "proof_steps", lambda *args: [("quick", ["true"])])
+    monkeypatch.setattr(graduate, "proof_steps", lambda *args: [graduate.Proof("quick", ["true"])])
     monkeypatch.setenv("COLUMNS", "200")
     result = invoke(graduate.run)
     assert result.code == 0, result.stderr
@@ -383,7 +393,10 @@ def test_ctrl_c_ends_the_step_and_all_it_started(
     started = tmp_path / "started"
     os.mkfifo(started)
     script = f"sleep 60 & echo $! > {started}; wait"
-    plan = [("ctrl-c", ["sh", "-c", script]), ("never", ["sh", "-c", "touch never"])]
+    plan = [
+        graduate.Proof("ctrl-c", ["sh", "-c", script]),
+        graduate.Proof("never", ["sh", "-c", "touch never"]),
+    ]
     monkeypatch.setattr(graduate, "proof_steps", lambda *args: plan)
     main_thread = threading.get_ident()
     sleeps: list[int] = []
