@@ -383,8 +383,8 @@ def cli(script: Path, target: Path | None, name: str | None, force: bool, as_jso
     lessons = {path.stem for path in script.resolve().parent.glob("*.py")} - {script.stem}
     others = sorted(imported_modules(tests[f"tests/test_{script.stem}.py"], script.name) & lessons)
     if others:  # tests of two lessons at once: the package would have only one of them
-        problem = f"its tests import another lesson too ({', '.join(others)})"
-        raise click.BadParameter(f"{script}: {problem}", param_hint="'SCRIPT'")
+        mixed = f"its tests import another lesson too ({', '.join(others)})"
+        raise click.BadParameter(f"{script}: {mixed}", param_hint="'SCRIPT'")
     name = name or script.stem
     problem = name_problem(name, lesson, tests)
     if problem is not None:
